@@ -1,0 +1,73 @@
+"""Sandbox fixtures: one real server per test session, on a tmp state folder.
+
+- `sandbox` (session): the state is seeded once (seed 7) into a pristine copy, copied
+  into the session's state folder, and served. OPSBOOK_SANDBOX_DIR points at it for the
+  whole session and is restored afterwards.
+- `fresh_sandbox` (function): stops the server, puts the pristine state back, starts it
+  again. Use it for tests that change state (faults, deploys, secrets).
+- `cf` (function): an opsbook Cloudflare client on the session sandbox.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from opsbook import sandbox as sandbox_api
+from opsbook.sandbox.state import State
+
+KEEP = {".lock", ".last_port", "server.log"}
+
+
+def _restore(pristine: Path, target: Path) -> None:
+    target.mkdir(parents=True, exist_ok=True)
+    for entry in target.iterdir():
+        if entry.name in KEEP:
+            continue
+        if entry.is_dir():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
+    for entry in pristine.iterdir():
+        if entry.is_dir():
+            shutil.copytree(entry, target / entry.name)
+        else:
+            shutil.copy2(entry, target / entry.name)
+
+
+@pytest.fixture(scope="session")
+def sandbox_pristine(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    pristine = tmp_path_factory.mktemp("sandbox-pristine")
+    State(pristine).rebuild(7)
+    return pristine
+
+
+@pytest.fixture(scope="session")
+def sandbox(
+    tmp_path_factory: pytest.TempPathFactory, sandbox_pristine: Path
+) -> Iterator[sandbox_api.SandboxInfo]:
+    state_dir = tmp_path_factory.mktemp("sandbox-state")
+    _restore(sandbox_pristine, state_dir)
+    previous = os.environ.get("OPSBOOK_SANDBOX_DIR")
+    os.environ["OPSBOOK_SANDBOX_DIR"] = str(state_dir)
+    try:
+        yield sandbox_api.start(state_dir)
+    finally:
+        sandbox_api.stop(state_dir)
+        if previous is None:
+            os.environ.pop("OPSBOOK_SANDBOX_DIR", None)
+        else:
+            os.environ["OPSBOOK_SANDBOX_DIR"] = previous
+
+
+@pytest.fixture
+def fresh_sandbox(
+    sandbox: sandbox_api.SandboxInfo, sandbox_pristine: Path
+) -> sandbox_api.SandboxInfo:
+    sandbox_api.stop(sandbox.state_dir)
+    _restore(sandbox_pristine, sandbox.state_dir)
+    return sandbox_api.start(sandbox.state_dir)
