@@ -149,17 +149,14 @@ def _start(state: State, seed: int | None) -> SandboxInfo:
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
             cwd=state.dir, start_new_session=True,
         )  # fmt: skip
-        launcher.wait(timeout=START_TIMEOUT)
-    deadline = time.monotonic() + START_TIMEOUT
-    while time.monotonic() < deadline:
-        data = state.server_info()
-        if data is not None and _alive(int(data.get("pid", 0))):
-            return _info(state, data)
-        time.sleep(0.02)
-    log_tail = (state.dir / "server.log").read_text(errors="replace")[-2000:]
+        code = launcher.wait(timeout=START_TIMEOUT + 5)
+    data = state.server_info()
+    if code == 0 and data is not None and _alive(int(data.get("pid", 0))):
+        return _info(state, data)
+    log_tail = (state.dir / "server.log").read_text(errors="replace")[-3000:]
     raise OpsbookError(
-        f"The sandbox server did not start within {START_TIMEOUT:.0f} s "
-        f"(state {state.dir}). Last lines of {state.dir / 'server.log'}:\n{log_tail}"
+        f"The sandbox server did not start (state {state.dir}). "
+        f"Last lines of {state.dir / 'server.log'}:\n{log_tail}"
     )
 
 

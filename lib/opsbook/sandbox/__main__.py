@@ -6,8 +6,11 @@ Any other command goes to the `opsbook sandbox` click group (start, stop, status
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import signal
 import sys
+import time
 from pathlib import Path
 
 
@@ -23,14 +26,31 @@ def _serve(argv: list[str]) -> int:
     )
     args = parser.parse_args(argv)
     if args.detach:
-        if os.fork() > 0:
-            return 0
+        child = os.fork()
+        if child > 0:
+            return _wait_ready(args.state.resolve() / "server.json", child)
         os.setsid()
     from .server import serve
     from .state import State
 
     serve(State(args.state.resolve()), port=args.port)
     return 0
+
+
+def _wait_ready(server_json: Path, pid: int, timeout: float = 20.0) -> int:
+    """In the launcher: 0 once the server wrote server.json, 1 if it died or hung."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if json.loads(server_json.read_text(encoding="utf-8")).get("pid") == pid:
+                return 0
+        except (FileNotFoundError, json.JSONDecodeError):
+            pass
+        if os.waitpid(pid, os.WNOHANG) != (0, 0):
+            return 1
+        time.sleep(0.01)
+    os.kill(pid, signal.SIGKILL)
+    return 1
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -62,10 +62,10 @@ def _int_param(request: Request, name: str, default: int, low: int, high: int) -
     return value
 
 
-def paged(
+def page_slice(
     request: Request, items: Sequence[Any], *, per_page: int = 20, max_per_page: int = 1000
-) -> JSONResponse:
-    """A page of `items` from ?page and ?per_page. Past the end: `result: []`."""
+) -> tuple[list[Any], dict[str, Any]]:
+    """The page of `items` that ?page and ?per_page ask for, and its result_info."""
     page = _int_param(request, "page", 1, 1, 1_000_000)
     size = _int_param(request, "per_page", per_page, 1, max_per_page)
     start = (page - 1) * size
@@ -78,6 +78,14 @@ def paged(
         "total_count": total,
         "total_pages": (total + size - 1) // size,
     }
+    return chunk, info
+
+
+def paged(
+    request: Request, items: Sequence[Any], *, per_page: int = 20, max_per_page: int = 1000
+) -> JSONResponse:
+    """A page of `items` from ?page and ?per_page. Past the end: `result: []`."""
+    chunk, info = page_slice(request, items, per_page=per_page, max_per_page=max_per_page)
     return ok(chunk, info)
 
 

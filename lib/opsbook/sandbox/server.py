@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import logging
 import os
 import socket
 import time
+import traceback
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -35,6 +37,7 @@ from .envelope import CFError, error
 from .state import State, load_module, write_json
 
 HOST = "127.0.0.1"
+log = logging.getLogger("opsbook.sandbox")
 CF_MODULES = ("cf_account", "cf_workers", "cf_kv", "cf_r2", "cf_queues", "cf_d1", "tail")
 MOUNTED_MODULES = (
     ("stripe_api", "/v1"),
@@ -77,11 +80,25 @@ async def _cf_error(request: Request, exc: Exception) -> Response:
 
 async def _ping(request: Request) -> Response:
     state: State = request.app.state.sandbox
-    return JSONResponse({"pid": os.getpid(), "state_dir": str(state.dir)})
+    return JSONResponse(
+        {"pid": os.getpid(), "state_dir": str(state.dir), "load_errors": sorted(LOAD_ERRORS)}
+    )
+
+
+LOAD_ERRORS: dict[str, str] = {}
 
 
 def _module_routes(name: str, attr: str = "routes") -> list[BaseRoute]:
-    mod = load_module(name)
+    """A module's routes. A module that fails to import is logged and left out, so one
+    broken area does not take the whole sandbox down; /_sandbox/ping lists it."""
+    try:
+        mod = load_module(name)
+    except Exception:
+        LOAD_ERRORS[name] = traceback.format_exc()
+        log.error(
+            "sandbox module %s failed to load; its routes are off:\n%s", name, LOAD_ERRORS[name]
+        )
+        return []
     return list(getattr(mod, attr, None) or []) if mod is not None else []
 
 
@@ -118,14 +135,18 @@ async def _lifespan(app: Starlette) -> AsyncIterator[None]:
     Convention: `start_tail_server(state)` (sync or async) returns `(port, stop)`, where
     `stop()` (sync or async) shuts it down. It must bind 127.0.0.1 on port 0.
     """
-    tail = load_module("tail")
-    starter: Callable[..., Any] | None = getattr(tail, "start_tail_server", None)
     stopper: Callable[[], Any] | None = None
-    if starter is not None:
-        started = starter(app.state.sandbox)
-        if inspect.isawaitable(started):
-            started = await started
-        app.state.tail_port, stopper = started
+    try:
+        tail = load_module("tail")
+        starter: Callable[..., Any] | None = getattr(tail, "start_tail_server", None)
+        if starter is not None:
+            started = starter(app.state.sandbox)
+            if inspect.isawaitable(started):
+                started = await started
+            app.state.tail_port, stopper = started
+    except Exception:
+        LOAD_ERRORS["tail_server"] = traceback.format_exc()
+        log.error("the tail server did not start; tails are off:\n%s", LOAD_ERRORS["tail_server"])
     try:
         yield
     finally:

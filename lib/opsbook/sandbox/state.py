@@ -30,10 +30,10 @@ ACCOUNT_NAME = "Ops Sandbox Account"
 USER_EMAIL = "ops@sandbox.opsbook.dev"
 
 # The one place that says which modules own state and in which order they seed.
-# cf_workers first: it writes the STRIPE_WEBHOOK_SECRET_<PROFILE> credentials that
+# workers_model first: it writes the STRIPE_WEBHOOK_SECRET_<PROFILE> credentials that
 # stripe_api's webhook endpoints must match.
 MODULES = (
-    "cf_workers",
+    "workers_model",
     "cf_kv",
     "cf_r2",
     "cf_queues",
