@@ -14,6 +14,7 @@ default environment works with no account and no setup.
 from __future__ import annotations
 
 import difflib
+import json
 import os
 import re
 from dataclasses import dataclass, field
@@ -129,6 +130,12 @@ class Environment:
                 values.append(os.environ[name])
         if self.is_sandbox:
             values.extend(self._sandbox_credentials.values())
+            creds = config.sandbox_dir() / "credentials.json"
+            if creds.is_file():  # read, never started: scrubbing must not start a sandbox
+                try:
+                    values.extend(str(v) for v in json.loads(creds.read_text(encoding="utf-8")).values())
+                except (OSError, ValueError):
+                    pass
         return values
 
     # ---- the sandbox ---------------------------------------------------------

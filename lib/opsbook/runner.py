@@ -310,10 +310,7 @@ def run(
     prep = prepare(
         name, env, parameters, incident=incident, approve=approve, text_overrides=text_overrides
     )
-    if prep.env.is_sandbox:
-        prep.env.get("cloudflare.api_base")  # starts the embedded sandbox if it is not running
     outputs = outputs or config.outputs_dir()
-    scrubber = _scrubber(prep.env, prep.effective)
     folder = _start_folder(prep, "headless", outputs)
     os.environ.setdefault("OPSBOOK_HOME", str(config.project_root()))
     pm = _papermill()
@@ -362,6 +359,8 @@ def run(
             "timeout": timed_out,
         }
     warm.join(timeout=10)
+    # Built after the run: a sandbox started by the kernel has written its credentials by now.
+    scrubber = _scrubber(prep.env, prep.effective)
     result = _archive(folder.path, status, holder.get("nb"), error, scrubber, outputs)
     if status == "aborted":
         raise RunAborted(

@@ -1,0 +1,43 @@
+"""Shared fixtures. Every test archives into its own tmp folder and never touches the
+real sandbox state: OPSBOOK_OUTPUTS and OPSBOOK_SANDBOX_DIR point into tmp paths."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+FIXTURES = Path(__file__).parent / "fixtures" / "notebooks"
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # A default sandbox folder for the session; the `sandbox` fixture points it elsewhere.
+    if "OPSBOOK_SANDBOX_DIR" not in os.environ:
+        import tempfile
+
+        os.environ["OPSBOOK_SANDBOX_DIR"] = tempfile.mkdtemp(prefix="opsbook-sandbox-")
+    os.environ["OPSBOOK_HOME"] = str(ROOT)
+    os.environ.setdefault("OPSBOOK_OPERATOR", "tester")
+
+
+@pytest.fixture(autouse=True)
+def outputs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    folder = tmp_path / "outputs"
+    monkeypatch.setenv("OPSBOOK_OUTPUTS", str(folder))
+    return folder
+
+
+@pytest.fixture
+def fixture_nb(tmp_path: Path):
+    """Copy a fixture notebook into tmp_path (tests never change checked-in files)."""
+
+    def copy(name: str) -> Path:
+        target = tmp_path / "nb" / f"{name}.ipynb"
+        target.parent.mkdir(exist_ok=True)
+        shutil.copy(FIXTURES / f"{name}.ipynb", target)
+        return target
+
+    return copy
