@@ -41,3 +41,19 @@ def fixture_nb(tmp_path: Path):
         return target
 
     return copy
+
+
+# Fixture notebooks are run by the tests, not collected by nbval.
+collect_ignore_glob = ["fixtures/*"]
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Stop a sandbox that a notebook started in the session's default state folder."""
+    state = os.environ.get("OPSBOOK_SANDBOX_DIR")
+    if not state or not Path(state).joinpath("server.json").exists():
+        return
+    try:
+        from opsbook import sandbox
+    except ImportError:
+        return
+    sandbox.stop(Path(state))

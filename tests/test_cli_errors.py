@@ -48,12 +48,19 @@ def test_unknown_parameter(outputs: Path) -> None:
 
 def test_bad_value(outputs: Path) -> None:
     code, out = invoke("run", str(FIXTURES / "ok.ipynb"), "-p", "count=three")
-    assert (code, out.strip()) == (2, "error: Parameter 'count' expects a whole number, e.g. 30; got 'three'.")
+    assert (code, out.strip()) == (
+        2,
+        "error: Parameter 'count' expects a whole number, e.g. 30; got 'three'.",
+    )
     assert_nothing_archived(outputs)
 
 
 def test_missing_required(tmp_path: Path, outputs: Path) -> None:
-    nb = (FIXTURES / "ok.ipynb").read_text().replace('label = \\"demo\\"  # a label', 'label = None  # required: what to label')
+    nb = (
+        (FIXTURES / "ok.ipynb")
+        .read_text()
+        .replace('label = \\"demo\\"  # a label', "label = None  # required: what to label")
+    )
     path = tmp_path / "needs.ipynb"
     path.write_text(nb)
     code, out = invoke("run", str(path))
@@ -65,9 +72,13 @@ def test_missing_required(tmp_path: Path, outputs: Path) -> None:
 
 
 def test_secret_literal(outputs: Path) -> None:
-    code, out = invoke("run", str(FIXTURES / "ok.ipynb"), "-p", "label=sk_live_" + "abcdefghijklmnop1234")
+    code, out = invoke(
+        "run", str(FIXTURES / "ok.ipynb"), "-p", "label=sk_live_" + "abcdefghijklmnop1234"
+    )
     assert code == 2
-    assert out.startswith("error: Parameter 'label' looks like a Stripe live secret key (sk_live_…).")
+    assert out.startswith(
+        "error: Parameter 'label' looks like a Stripe live secret key (sk_live_…)."
+    )
     assert "pass a reference instead, e.g. -p label=env:MY_SECRET." in out
     assert_nothing_archived(outputs)
 
@@ -112,15 +123,23 @@ def test_approve_without_guarded_actions(outputs: Path) -> None:
 
 def test_reserved_parameter(outputs: Path) -> None:
     code, out = invoke("run", str(FIXTURES / "ok.ipynb"), "-p", "approve=x")
-    assert (code, out.strip()) == (2, "error: 'approve' is set by the runner: use --approve instead of -p approve=...")
+    assert (code, out.strip()) == (
+        2,
+        "error: 'approve' is set by the runner: use --approve instead of -p approve=...",
+    )
 
 
 def test_malformed_pair(outputs: Path) -> None:
     code, out = invoke("run", str(FIXTURES / "ok.ipynb"), "-p", "count")
-    assert (code, out.strip()) == (2, "error: Parameter 'count' must be written name=value, e.g. -p window_minutes=30.")
+    assert (code, out.strip()) == (
+        2,
+        "error: Parameter 'count' must be written name=value, e.g. -p window_minutes=30.",
+    )
 
 
-@pytest.mark.parametrize("command", [[], ["run"], ["plan"], ["runs"], ["runs", "list"], ["list"], ["finish"], ["lab"]])
+@pytest.mark.parametrize(
+    "command", [[], ["run"], ["plan"], ["runs"], ["runs", "list"], ["list"], ["finish"], ["lab"]]
+)
 def test_help_is_there(command: list[str]) -> None:
     code, out = invoke(*command, "--help")
     assert code == 0

@@ -80,7 +80,9 @@ def test_failed_cell_still_leaves_its_record() -> None:
 
 
 def test_timeout_fails_the_run_with_a_record() -> None:
-    result = opsbook.run(str(FIXTURES / "long_running.ipynb"), parameters={"seconds": 30}, timeout=2)
+    result = opsbook.run(
+        str(FIXTURES / "long_running.ipynb"), parameters={"seconds": 30}, timeout=2
+    )
     assert (result.status, result.exit_code) == ("failed", 1)
     error = record_of(result)["error"]
     assert error["timeout"] is True
@@ -91,7 +93,9 @@ def test_timeout_fails_the_run_with_a_record() -> None:
 def test_interrupt_leaves_an_aborted_record(outputs: Path, sig: signal.Signals) -> None:
     proc = subprocess.Popen(
         [sys.executable, "-m", "opsbook.cli", "run", str(FIXTURES / "long_running.ipynb")],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     deadline = time.monotonic() + 60
     events: list[Path] = []
@@ -124,7 +128,10 @@ def test_aborted_api_raises_with_the_result(monkeypatch: pytest.MonkeyPatch) -> 
 
 def test_two_runs_at_once_never_collide(outputs: Path) -> None:
     cmd = [sys.executable, "-m", "opsbook.cli", "run", str(FIXTURES / "ok.ipynb")]
-    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for _ in range(3)]
+    procs = [
+        subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for _ in range(3)
+    ]
     outs = [p.communicate(timeout=120)[0] for p in procs]
     assert [p.returncode for p in procs] == [0, 0, 0], outs
     folders = sorted(p.parent for p in outputs.rglob("record.json"))
@@ -142,9 +149,16 @@ def test_plan_then_finish(outputs: Path) -> None:
     with Index(outputs) as index:
         assert index.get(planned.run_id)["status"] == "open"
     nb = nbformat.read(planned.notebook, as_version=4)
-    assert "count = 2" in "".join(c.source for c in nb.cells if "injected-parameters" in c.metadata.get("tags", []))
+    assert "count = 2" in "".join(
+        c.source for c in nb.cells if "injected-parameters" in c.metadata.get("tags", [])
+    )
     # the operator runs the cells in Jupyter (kernel cwd = the run folder), then saves
-    NotebookClient(nb, timeout=60, kernel_name="python3", resources={"metadata": {"path": str(planned.run_dir)}}).execute()
+    NotebookClient(
+        nb,
+        timeout=60,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(planned.run_dir)}},
+    ).execute()
     nbformat.write(nb, planned.notebook)
     record = json.loads((planned.run_dir / "record.json").read_text())
     # the notebook's last cell (steps.done) finished the record from inside the kernel

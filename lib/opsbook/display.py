@@ -86,7 +86,9 @@ def html_list(items: Iterable[str]) -> str:
     return f"<ul>{body}</ul>" if body else ""
 
 
-def table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = None) -> tuple[str, str]:
+def table(
+    rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = None
+) -> tuple[str, str]:
     """(html, plain) for a list of dict rows."""
     if not rows:
         return "<p><em>no rows</em></p>", "(no rows)"
@@ -109,7 +111,9 @@ def table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = Non
     return f'<table class="ob-table"><tr>{head}</tr>{body}</table>', "\n".join(plain)
 
 
-def show_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = None, title: str = "") -> None:
+def show_table(
+    rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = None, title: str = ""
+) -> None:
     html_text, plain = table(rows, columns)
     if title:
         html_text = f"<p><strong>{esc(title)}</strong></p>{html_text}"

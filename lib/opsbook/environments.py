@@ -13,6 +13,7 @@ default environment works with no account and no setup.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import json
 import os
@@ -132,10 +133,10 @@ class Environment:
             values.extend(self._sandbox_credentials.values())
             creds = config.sandbox_dir() / "credentials.json"
             if creds.is_file():  # read, never started: scrubbing must not start a sandbox
-                try:
-                    values.extend(str(v) for v in json.loads(creds.read_text(encoding="utf-8")).values())
-                except (OSError, ValueError):
-                    pass
+                with contextlib.suppress(OSError, ValueError):
+                    values.extend(
+                        str(v) for v in json.loads(creds.read_text(encoding="utf-8")).values()
+                    )
         return values
 
     # ---- the sandbox ---------------------------------------------------------

@@ -54,7 +54,10 @@ SECRET_SHAPES: list[tuple[re.Pattern[str], str]] = [
         re.compile(r"\beyJ[A-Za-z0-9_-]{5,}\.eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{10,}"),
         "a JSON Web Token",
     ),
-    (re.compile(r"^(?=.*[A-Za-z])(?=.*\d)[A-Za-z0-9_-]{40}$"), "a 40-character Cloudflare API token"),
+    (
+        re.compile(r"^(?=.*[A-Za-z])(?=.*\d)[A-Za-z0-9_-]{40}$"),
+        "a 40-character Cloudflare API token",
+    ),
 ]
 
 
@@ -111,7 +114,7 @@ def _annotation_type(node: ast.expr | None) -> tuple[str | None, bool]:
     if isinstance(node, ast.BinOp) and isinstance(node.op, ast.BitOr):
         left, lopt = _annotation_type(node.left)
         right, ropt = _annotation_type(node.right)
-        return (left or right), True if (lopt or ropt) else False
+        return (left or right), bool(lopt or ropt)
     return "any", False
 
 
@@ -223,7 +226,7 @@ def parse_text(spec: ParamSpec, text: str) -> Any:
             "int": "a whole number, e.g. 30",
             "float": "a number, e.g. 0.05",
             "bool": "true or false",
-            "list": "a comma-separated list or a JSON list, e.g. a,b or [\"a\",\"b\"]",
+            "list": 'a comma-separated list or a JSON list, e.g. a,b or ["a","b"]',
             "dict": 'a JSON object, e.g. {"k": 1}',
         }
         raise BadParameterValue(

@@ -100,7 +100,18 @@ def build(
     actions = [
         {
             k: e.get(k)
-            for k in ("id", "risk", "mode", "preview", "result", "error", "approved_by", "approve_with", "key", "at")
+            for k in (
+                "id",
+                "risk",
+                "mode",
+                "preview",
+                "result",
+                "error",
+                "approved_by",
+                "approve_with",
+                "key",
+                "at",
+            )
         }
         for e in events
         if e.get("type") == "action"

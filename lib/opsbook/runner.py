@@ -37,7 +37,8 @@ from .runfolder import (
     write_json,
 )
 
-Progress = Callable[[str, int, int, str], None]  # (event, cell index, cell count, label)
+# (event, cell index, cell count, label); events: "folder" (label = the run folder), "start", "complete"
+Progress = Callable[[str, int, int, str], None]
 
 
 @dataclass
@@ -123,7 +124,9 @@ def prepare(
     for reserved in params.RUNNER_PARAMETERS:
         if reserved in overrides:
             flag = "--env" if reserved == "env" else "--approve"
-            raise InputError(f"'{reserved}' is set by the runner: use {flag} instead of -p {reserved}=...")
+            raise InputError(
+                f"'{reserved}' is set by the runner: use {flag} instead of -p {reserved}=..."
+            )
     inject = params.resolve(
         specs, runbook, environment.parameters, overrides, text_overrides=text_overrides
     )
@@ -193,7 +196,9 @@ def _scrubber(env: environments.Environment, values: dict[str, Any]) -> Any:
         for item in items:
             if isinstance(item, str) and (m := environments.SECRET_REF.match(item)):
                 referenced.add(m.group(1))
-    return Scrubber.from_environment(referenced=sorted(referenced), extra_values=env.secret_values())
+    return Scrubber.from_environment(
+        referenced=sorted(referenced), extra_values=env.secret_values()
+    )
 
 
 # ---- papermill, imported lean ---------------------------------------------------------------
@@ -254,9 +259,24 @@ def _papermill() -> Any:
 
 
 def _label(cell: Any) -> str:
-    source = cell.get("source", "") if isinstance(cell, dict) else ""
+    """A markdown cell's first heading or line; "" for code (the display shows the section)."""
+    if not isinstance(cell, dict) or cell.get("cell_type") != "markdown":
+        return ""
+    source = cell.get("source", "")
     first = next((line.strip("# ").strip() for line in source.splitlines() if line.strip()), "")
     return first[:70]
+
+
+def _kernel_manager_class() -> Any:
+    """Kernels over IPC sockets: local-only, and no "running over TCP without encryption"
+    warning from ipykernel on every run."""
+    from jupyter_client.manager import AsyncKernelManager
+    from traitlets import CaselessStrEnum
+
+    class IpcKernelManager(AsyncKernelManager):  # type: ignore[misc]
+        transport = CaselessStrEnum(["tcp", "ipc"], default_value="ipc", config=True)
+
+    return IpcKernelManager
 
 
 class _Terminated(BaseException):
@@ -312,6 +332,8 @@ def run(
     )
     outputs = outputs or config.outputs_dir()
     folder = _start_folder(prep, "headless", outputs)
+    if progress is not None:
+        progress("folder", 0, 0, str(folder.path))
     os.environ.setdefault("OPSBOOK_HOME", str(config.project_root()))
     pm = _papermill()
     warm = _prewarm_renderer()
@@ -332,6 +354,7 @@ def run(
                 execution_timeout=timeout,
                 on_cell=progress,
                 holder=holder,
+                kernel_manager_class=_kernel_manager_class(),
             )
     except pm.PapermillExecutionError:
         status = "failed"
@@ -352,7 +375,9 @@ def run(
             "evalue": (
                 f"cell {holder.get('cell')} ran longer than the {timeout} s timeout"
                 if timed_out
-                else str(exc).strip().splitlines()[-1] if str(exc).strip() else ""
+                else str(exc).strip().splitlines()[-1]
+                if str(exc).strip()
+                else ""
             ),
             "cell_index": holder.get("cell"),
             "cell_id": None,
@@ -432,7 +457,9 @@ def plan(
     return RunResult(folder.run_id, prep.runbook, folder.path, "open", None, record)
 
 
-def finish(run_dir: Path | str, *, from_kernel: bool = False, outputs: Path | None = None) -> RunResult:
+def finish(
+    run_dir: Path | str, *, from_kernel: bool = False, outputs: Path | None = None
+) -> RunResult:
     """Render, record and index a walkthrough's run folder (the notebook as last saved)."""
     import nbformat
 

@@ -127,7 +127,9 @@ def start(
     s.causes = dict(causes or {})
     if approve is not None:
         s.approved = [str(a) for a in approve]
-    s.record({"type": "start", "runbook": runbook, "causes": sorted(s.causes), "approved": s.approved})
+    s.record(
+        {"type": "start", "runbook": runbook, "causes": sorted(s.causes), "approved": s.approved}
+    )
     return s
 
 
@@ -194,15 +196,32 @@ def verdict(cause: str, evidence: Any = None, remedy: str | None = None) -> None
             f"'{cause}' is not a declared cause of runbook '{s.runbook or '?'}'. "
             f"Declared: {', '.join(allowed)}. Evidence that fits none is verdict 'unknown'."
         )
-    meaning = s.causes.get(cause, {"healthy": "no problem found", "unknown": "no declared cause fits the evidence"}.get(cause, ""))
-    s.record({"type": "verdict", "cause": cause, "meaning": meaning, "evidence": evidence, "remedy": remedy})
+    meaning = s.causes.get(
+        cause,
+        {"healthy": "no problem found", "unknown": "no declared cause fits the evidence"}.get(
+            cause, ""
+        ),
+    )
+    s.record(
+        {
+            "type": "verdict",
+            "cause": cause,
+            "meaning": meaning,
+            "evidence": evidence,
+            "remedy": remedy,
+        }
+    )
     items = ui.evidence_items(evidence)
     status = "healthy" if cause == "healthy" else ("warning" if cause == "unknown" else "failed")
     ui.show(
         f'<div class="ob-verdict ob-verdict-{ui.BADGES.get(status, "info")}">'
         f'<div class="ob-verdict-title">Verdict: {ui.badge(cause)} {ui.esc(meaning)}</div>'
         f"{ui.html_list(items)}"
-        + (f'<div class="ob-remedy"><strong>Remedy:</strong> {ui.esc(remedy)}</div>' if remedy else "")
+        + (
+            f'<div class="ob-remedy"><strong>Remedy:</strong> {ui.esc(remedy)}</div>'
+            if remedy
+            else ""
+        )
         + "</div>",
         f"VERDICT: {cause} — {meaning}"
         + "".join(f"\n   - {i}" for i in items)
@@ -212,7 +231,12 @@ def verdict(cause: str, evidence: Any = None, remedy: str | None = None) -> None
 
 def _already_applied(s: Session, action_id: str, key: str) -> str | None:
     for event in s.events:
-        if event.get("type") == "action" and event.get("id") == action_id and event.get("key") == key and event.get("mode") == "applied":
+        if (
+            event.get("type") == "action"
+            and event.get("id") == action_id
+            and event.get("key") == key
+            and event.get("mode") == "applied"
+        ):
             return str(s.context.get("id", "this run"))
     for prior in s.context.get("prior_actions", []):
         if prior.get("id") == action_id and prior.get("key") == key:
@@ -258,14 +282,23 @@ def action(
             f'<div class="ob-action">{ui.badge("skipped")} <strong>{ui.esc(action_id)}</strong> already applied in run {ui.esc(done_in)}; not repeated.</div>',
             f"SKIPPED {action_id}: already applied in run {done_in}; not repeated",
         )
-        return ActionResult(action_id, risk, "skipped", preview, result=f"already applied in run {done_in}")
+        return ActionResult(
+            action_id, risk, "skipped", preview, result=f"already applied in run {done_in}"
+        )
     approved_by = s.context.get("operator") if risk != "read" else None
     try:
         result = fn()
     except Exception as exc:
         error = f"{type(exc).__name__}: {exc}"
-        s.record({**base, "mode": "failed", "error": error, "approved_by": approved_by,
-                  "traceback": traceback.format_exc(limit=5)})
+        s.record(
+            {
+                **base,
+                "mode": "failed",
+                "error": error,
+                "approved_by": approved_by,
+                "traceback": traceback.format_exc(limit=5),
+            }
+        )
         ui.show(
             f'<div class="ob-action">{ui.badge("failed")} <strong>{ui.esc(action_id)}</strong> <pre class="ob-error">{ui.esc(error)}</pre></div>',
             f"FAILED {action_id}: {error}",
@@ -275,7 +308,8 @@ def action(
     ui.show(
         f'<div class="ob-action">{ui.badge("applied")} <strong>{ui.esc(action_id)}</strong> '
         f'<span class="ob-dim">risk: {ui.esc(risk)}</span>{ui.html_list(ui.evidence_items(result))}</div>',
-        f"APPLIED {action_id} (risk: {risk})" + "".join(f"\n   {i}" for i in ui.evidence_items(result)),
+        f"APPLIED {action_id} (risk: {risk})"
+        + "".join(f"\n   {i}" for i in ui.evidence_items(result)),
     )
     return ActionResult(action_id, risk, "applied", preview, result=result)
 

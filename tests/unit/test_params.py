@@ -5,7 +5,7 @@ import pytest
 from opsbook import params
 from opsbook.errors import BadParameterValue, MissingParameter, SecretLiteral, UnknownParameter
 
-SOURCE = '''
+SOURCE = """
 window_minutes: int = 60  # how far back to look
 user_email = None  # required: the user who cannot log in
 ratio = 0.5
@@ -13,7 +13,7 @@ flag = False
 tags: list = []
 note: str | None = None
 extra = {"a": 1}
-'''
+"""
 
 
 @pytest.fixture
@@ -22,8 +22,13 @@ def specs() -> dict[str, params.ParamSpec]:
 
 
 def test_inspect_types_defaults_help(specs: dict[str, params.ParamSpec]) -> None:
-    assert specs["window_minutes"] == params.ParamSpec("window_minutes", "int", 60, False, "how far back to look")
-    assert specs["user_email"].required and specs["user_email"].help == "required: the user who cannot log in"
+    assert specs["window_minutes"] == params.ParamSpec(
+        "window_minutes", "int", 60, False, "how far back to look"
+    )
+    assert (
+        specs["user_email"].required
+        and specs["user_email"].help == "required: the user who cannot log in"
+    )
     assert specs["ratio"].type == "float"
     assert specs["flag"].type == "bool"
     assert specs["tags"].type == "list"
@@ -45,20 +50,28 @@ def test_inspect_types_defaults_help(specs: dict[str, params.ParamSpec]) -> None
         ("user_email", "a@example.com", "a@example.com"),
     ],
 )
-def test_parse_text(specs: dict[str, params.ParamSpec], name: str, text: str, expected: object) -> None:
+def test_parse_text(
+    specs: dict[str, params.ParamSpec], name: str, text: str, expected: object
+) -> None:
     assert params.parse_text(specs[name], text) == expected
 
 
 @pytest.mark.parametrize(
     ("name", "text", "message"),
     [
-        ("window_minutes", "abc", "Parameter 'window_minutes' expects a whole number, e.g. 30; got 'abc'."),
+        (
+            "window_minutes",
+            "abc",
+            "Parameter 'window_minutes' expects a whole number, e.g. 30; got 'abc'.",
+        ),
         ("ratio", "x", "Parameter 'ratio' expects a number, e.g. 0.05; got 'x'."),
         ("flag", "maybe", "Parameter 'flag' expects true or false; got 'maybe'."),
         ("extra", "[1]", "Parameter 'extra' expects a JSON object, e.g. {\"k\": 1}; got '[1]'."),
     ],
 )
-def test_bad_values_name_the_expected_type(specs: dict[str, params.ParamSpec], name: str, text: str, message: str) -> None:
+def test_bad_values_name_the_expected_type(
+    specs: dict[str, params.ParamSpec], name: str, text: str, message: str
+) -> None:
     with pytest.raises(BadParameterValue) as err:
         params.parse_text(specs[name], text)
     assert str(err.value) == message
@@ -84,12 +97,16 @@ def test_missing_required(specs: dict[str, params.ParamSpec]) -> None:
 
 
 def test_env_defaults_apply_only_to_declared_names(specs: dict[str, params.ParamSpec]) -> None:
-    values = params.resolve(specs, "x", {"window_minutes": 15, "unrelated": 1}, {"user_email": "u@example.com"})
+    values = params.resolve(
+        specs, "x", {"window_minutes": 15, "unrelated": 1}, {"user_email": "u@example.com"}
+    )
     assert values == {"window_minutes": 15, "user_email": "u@example.com"}
 
 
 def test_override_beats_env_default(specs: dict[str, params.ParamSpec]) -> None:
-    values = params.resolve(specs, "x", {"window_minutes": 15}, {"window_minutes": "5", "user_email": "u"})
+    values = params.resolve(
+        specs, "x", {"window_minutes": 15}, {"window_minutes": "5", "user_email": "u"}
+    )
     assert values["window_minutes"] == 5
 
 
@@ -100,10 +117,15 @@ def test_override_beats_env_default(specs: dict[str, params.ParamSpec]) -> None:
         ("sk_test_" + "4eC39HqLyjWDarjtT1zdp7dc", "a Stripe test secret key"),
         ("whsec_" + "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "a Stripe webhook signing secret"),
         ("Y2xvdWRmbGFyZS10b2tlbi1zaGFwZWQtdmFsdWUx", "a 40-character Cloudflare API token"),
-        ("eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U", "a JSON Web Token"),
+        (
+            "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U",
+            "a JSON Web Token",
+        ),
     ],
 )
-def test_secret_literals_are_refused(specs: dict[str, params.ParamSpec], value: str, what: str) -> None:
+def test_secret_literals_are_refused(
+    specs: dict[str, params.ParamSpec], value: str, what: str
+) -> None:
     with pytest.raises(SecretLiteral) as err:
         params.resolve(specs, "x", {}, {"user_email": value})
     assert what in str(err.value)
@@ -111,7 +133,9 @@ def test_secret_literals_are_refused(specs: dict[str, params.ParamSpec], value: 
 
 
 def test_secret_reference_is_accepted(specs: dict[str, params.ParamSpec]) -> None:
-    assert params.resolve(specs, "x", {}, {"user_email": "env:STRIPE_API_KEY"}) == {"user_email": "env:STRIPE_API_KEY"}
+    assert params.resolve(specs, "x", {}, {"user_email": "env:STRIPE_API_KEY"}) == {
+        "user_email": "env:STRIPE_API_KEY"
+    }
 
 
 def test_ordinary_ids_are_not_secrets() -> None:

@@ -37,7 +37,9 @@ class OpsbookGroup(click.Group):
             sys.exit(exc.exit_code)
 
 
-@click.group(cls=OpsbookGroup, epilog=EXIT_CODES, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(
+    cls=OpsbookGroup, epilog=EXIT_CODES, context_settings={"help_option_names": ["-h", "--help"]}
+)
 @click.version_option(__version__, prog_name="opsbook")
 def main() -> None:
     """opsbook: executable runbook notebooks, with an archived incident record for every run.

@@ -17,27 +17,49 @@ PARAM_HELP = "Set a runbook parameter, NAME=VALUE (repeatable). `opsbook list RU
 
 
 def _common(fn: Any) -> Any:
-    fn = click.option("--approve", "approve", multiple=True, metavar="ACTION",
-                      help="Approve a guarded action by its id (repeatable). Without it, actions are dry runs.")(fn)
-    fn = click.option("--incident", metavar="ID", help="Incident id, e.g. INC-42: links the run into that incident's timeline.")(fn)
-    fn = click.option("-p", "--param", "params_", multiple=True, metavar="NAME=VALUE", help=PARAM_HELP)(fn)
+    fn = click.option(
+        "--approve",
+        "approve",
+        multiple=True,
+        metavar="ACTION",
+        help="Approve a guarded action by its id (repeatable). Without it, actions are dry runs.",
+    )(fn)
+    fn = click.option(
+        "--incident",
+        metavar="ID",
+        help="Incident id, e.g. INC-42: links the run into that incident's timeline.",
+    )(fn)
+    fn = click.option(
+        "-p", "--param", "params_", multiple=True, metavar="NAME=VALUE", help=PARAM_HELP
+    )(fn)
     fn = click.option("--env", "-e", "env", metavar="ENV", help=ENV_HELP)(fn)
     return fn
 
 
-@click.command(epilog=EXIT_CODES + """
+@click.command(
+    epilog=EXIT_CODES
+    + """
 \b
 Examples:
   opsbook run health-check
   opsbook run api-down --incident INC-42
   opsbook run api-down --incident INC-42 --approve rollback
   opsbook run db-query -p query=user_count --env manuscript-platform
-""")
+"""
+)
 @click.argument("runbook")
 @_common
-@click.option("--timeout", type=float, metavar="SECONDS", help="Fail a cell that runs longer than this.")
-def run(runbook: str, env: str | None, params_: tuple[str, ...], incident: str | None,
-        approve: tuple[str, ...], timeout: float | None) -> None:
+@click.option(
+    "--timeout", type=float, metavar="SECONDS", help="Fail a cell that runs longer than this."
+)
+def run(
+    runbook: str,
+    env: str | None,
+    params_: tuple[str, ...],
+    incident: str | None,
+    approve: tuple[str, ...],
+    timeout: float | None,
+) -> None:
     """Run RUNBOOK headless and archive its record.
 
     Parameters are checked before any kernel starts. The executed notebook, its HTML
@@ -48,10 +70,18 @@ def run(runbook: str, env: str | None, params_: tuple[str, ...], incident: str |
     from .output import progress_display
 
     overrides = params.parse_overrides(list(params_))
-    with progress_display(runbook) as on_cell:
+    with progress_display(Path(runbook).stem) as on_cell:
         try:
-            result = runner.run(runbook, env, overrides, incident=incident, approve=approve,
-                                timeout=timeout, progress=on_cell, text_overrides=True)
+            result = runner.run(
+                runbook,
+                env,
+                overrides,
+                incident=incident,
+                approve=approve,
+                timeout=timeout,
+                progress=on_cell,
+                text_overrides=True,
+            )
         except RunAborted as exc:
             print_result(exc.result)  # type: ignore[attr-defined]
             sys.exit(130)
@@ -59,17 +89,24 @@ def run(runbook: str, env: str | None, params_: tuple[str, ...], incident: str |
     sys.exit(result.exit_code or 0)
 
 
-@click.command(epilog="""
+@click.command(
+    epilog="""
 \b
 Example:
   opsbook plan api-down --incident INC-42      prints the run folder
   opsbook lab <run-id>                          opens it in JupyterLab
   opsbook finish <run-id>                       renders and records it
-""")
+"""
+)
 @click.argument("runbook")
 @_common
-def plan(runbook: str, env: str | None, params_: tuple[str, ...], incident: str | None,
-         approve: tuple[str, ...]) -> None:
+def plan(
+    runbook: str,
+    env: str | None,
+    params_: tuple[str, ...],
+    incident: str | None,
+    approve: tuple[str, ...],
+) -> None:
     """Prepare RUNBOOK for a walkthrough: a parameterized copy in a new run folder.
 
     Nothing runs yet. Open it with `opsbook lab RUN`; as you run cells, steps, findings
@@ -78,8 +115,14 @@ def plan(runbook: str, env: str | None, params_: tuple[str, ...], incident: str 
     """
     from .. import params, runner
 
-    result = runner.plan(runbook, env, params.parse_overrides(list(params_)),
-                         incident=incident, approve=approve, text_overrides=True)
+    result = runner.plan(
+        runbook,
+        env,
+        params.parse_overrides(list(params_)),
+        incident=incident,
+        approve=approve,
+        text_overrides=True,
+    )
     c = console()
     c.print(f"[bold]Prepared[/] {result.runbook} as run [cyan]{result.run_id}[/]")
     c.print(f"  folder:   {result.run_dir}")
@@ -106,8 +149,14 @@ def _run_dir(ref: str) -> Path:
 def lab(run_ref: str, no_browser: bool) -> None:
     """Open JupyterLab on the notebook of RUN (a run id, unique prefix or folder)."""
     run_dir = _run_dir(run_ref)
-    cmd = [sys.executable, "-m", "jupyterlab", f"--notebook-dir={run_dir}",
-           "--ServerApp.ip=127.0.0.1", str(run_dir / "notebook.ipynb")]
+    cmd = [
+        sys.executable,
+        "-m",
+        "jupyterlab",
+        f"--notebook-dir={run_dir}",
+        "--ServerApp.ip=127.0.0.1",
+        str(run_dir / "notebook.ipynb"),
+    ]
     if no_browser:
         cmd.append("--no-browser")
     console().print(f"Opening {run_dir / 'notebook.ipynb'} in JupyterLab (Ctrl-C to stop)")
@@ -157,7 +206,9 @@ def list_runbooks(runbook: str | None) -> None:
         path = runner.notebook_path(name)
         try:
             specs = params.inspect_notebook(path)
-            plist = ", ".join(s.name for s in specs.values() if s.name not in params.RUNNER_PARAMETERS)
+            plist = ", ".join(
+                s.name for s in specs.values() if s.name not in params.RUNNER_PARAMETERS
+            )
         except Exception as exc:  # a broken notebook must not hide the others
             plist = f"[red]{exc}[/]"
         table.add_row(name, _summary(path), plist)
@@ -171,6 +222,8 @@ def _summary(path: Path) -> str:
     for cell in nb.get("cells", []):
         if cell.get("cell_type") == "markdown":
             text = "".join(cell.get("source", ""))
-            lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith("#")]
+            lines = [
+                ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith("#")
+            ]
             return lines[0][:90] if lines else ""
     return ""

@@ -20,49 +20,91 @@ def console() -> Any:
     return _CONSOLE
 
 
-def _latest_step(run_dir: Path | None) -> str:
-    if run_dir is None:
-        return ""
-    path = run_dir / "events.jsonl"
+def _journal(seen: dict[str, Any]) -> list[dict[str, Any]]:
+    """New events in the journal of the run being executed."""
+    if seen.get("dir") is None:
+        return []
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        lines = (seen["dir"] / "events.jsonl").read_text(encoding="utf-8").splitlines()
     except OSError:
-        return ""
-    for line in reversed(lines):
+        return []
+    new = []
+    for line in lines[seen["n"] :]:
         with contextlib.suppress(json.JSONDecodeError):
-            event = json.loads(line)
-            if event.get("type") == "step":
-                return f"{'✔' if event.get('status') == 'passed' else '✘'} {event.get('title')}"
-    return ""
+            new.append(json.loads(line))
+    seen["n"] = len(lines)
+    return new
 
 
 @contextlib.contextmanager
 def progress_display(runbook: str) -> Iterator[Callable[[str, int, int, str], None]]:
-    """Yields the runner's on_cell callback. A live bar on a terminal, plain lines otherwise."""
+    """Yields the runner's on_cell callback: a live bar on a terminal; on a pipe or in a log,
+    one line per section of the procedure and one per finished step."""
     c = console()
+    seen: dict[str, Any] = {}
+    section = {"name": "", "printed": ""}
     if not c.is_terminal:
+
         def plain(event: str, index: int, total: int, label: str) -> None:
-            if event == "start":
-                c.print(f"[{index + 1}/{total}] {label}", soft_wrap=True)
+            if event == "folder":
+                seen.update(dir=Path(label), n=0)
+                return
+            if label:
+                section["name"] = label
+                return
+            if event == "start" and section["name"] != section["printed"]:
+                c.print(f"[{index + 1}/{total}] {section['name']}", soft_wrap=True)
+                section["printed"] = section["name"]
+            if event == "complete":
+                for ev in _journal(seen):
+                    if ev.get("type") == "step":
+                        mark = "✔" if ev.get("status") == "passed" else "✘"
+                        c.print(
+                            f"    {mark} {ev.get('title')} ({ev.get('duration_s', 0):.2f} s)",
+                            soft_wrap=True,
+                        )
 
         yield plain
         return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        SpinnerColumn,
+        TextColumn,
+        TimeElapsedColumn,
+    )
 
-    progress = Progress(SpinnerColumn(), TextColumn(f"[bold]{runbook}[/]"), BarColumn(),
-                        MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("{task.description}"),
-                        console=c, transient=True)
+    progress = Progress(
+        SpinnerColumn(),
+        TextColumn(f"[bold]{runbook}[/]"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.description}"),
+        console=c,
+        transient=True,
+    )
     task = progress.add_task("starting kernel…", total=None)
-    state: dict[str, Any] = {}
 
     def on_cell(event: str, index: int, total: int, label: str) -> None:
-        if "dir" not in state:
-            import os
-
-            state["dir"] = Path(os.getcwd()) if Path("context.json").exists() else None
-        step = _latest_step(state.get("dir"))
-        progress.update(task, total=total, completed=index + (event == "complete"),
-                        description=(label or step)[:60])
+        if event == "folder":
+            seen.update(dir=Path(label), n=0)
+            return
+        if label:
+            section["name"] = label
+        for ev in _journal(seen) if event == "complete" else []:
+            if ev.get("type") == "step":
+                mark = "[green]✔[/]" if ev.get("status") == "passed" else "[red]✘[/]"
+                progress.console.print(
+                    f"  {mark} {ev.get('title')} [dim]{ev.get('duration_s', 0):.2f} s[/]"
+                )
+        progress.update(
+            task,
+            total=total,
+            completed=index + (event == "complete"),
+            description=section["name"][:60],
+        )
 
     with progress:
         yield on_cell
@@ -72,9 +114,13 @@ def print_result(result: Any) -> None:
     c = console()
     record = result.record
     run = record["run"]
-    colour = {"completed": "green", "failed": "red", "aborted": "yellow", "open": "cyan"}.get(run["status"], "white")
+    colour = {"completed": "green", "failed": "red", "aborted": "yellow", "open": "cyan"}.get(
+        run["status"], "white"
+    )
     duration = f" in {run['duration_s']:.1f} s" if run.get("duration_s") is not None else ""
-    c.print(f"[bold]{run['runbook']}[/] on [bold]{run['env']}[/]: [{colour}]{run['status']}[/]{duration}  (run {run['id']})")
+    c.print(
+        f"[bold]{run['runbook']}[/] on [bold]{run['env']}[/]: [{colour}]{run['status']}[/]{duration}  (run {run['id']})"
+    )
     err = record.get("error")
     if err:
         where = f" in cell {err['cell_index']}" if err.get("cell_index") is not None else ""
@@ -92,7 +138,9 @@ def print_result(result: Any) -> None:
             c.print(f"  [{finding['severity']}] {finding['message']}")
     for act in record.get("actions", []):
         if act["mode"] == "dry-run":
-            c.print(f"  [yellow]proposed[/] {act['id']} ({act['risk']}): approve with [bold]{act.get('approve_with')}[/]")
+            c.print(
+                f"  [yellow]proposed[/] {act['id']} ({act['risk']}): approve with [bold]{act.get('approve_with')}[/]"
+            )
         elif act["risk"] != "read":
             c.print(f"  action {act['id']}: {act['mode']}")
     c.print(f"  record: {result.html}")

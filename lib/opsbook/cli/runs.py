@@ -21,7 +21,9 @@ def _since(text: str | None) -> datetime | None:
     try:
         parsed = datetime.fromisoformat(text)
     except ValueError:
-        raise click.BadParameter(f"{text!r} is not a date (2026-11-20), a time (2026-11-20T10:00) or an age (30m, 6h, 2d).") from None
+        raise click.BadParameter(
+            f"{text!r} is not a date (2026-11-20), a time (2026-11-20T10:00) or an age (30m, 6h, 2d)."
+        ) from None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
@@ -32,32 +34,57 @@ def runs() -> None:
 
 @runs.command("list")
 @click.option("--runbook", help="Only runs of this runbook.")
-@click.option("--status", type=click.Choice(["completed", "failed", "aborted", "open"]), help="Only runs with this status.")
+@click.option(
+    "--status",
+    type=click.Choice(["completed", "failed", "aborted", "open"]),
+    help="Only runs with this status.",
+)
 @click.option("--incident", help="Only runs of this incident id.")
-@click.option("--since", help="Only runs started since: a date, an ISO time, or an age like 6h, 2d.")
-@click.option("--limit", default=50, show_default=True, help="At most this many runs, newest first.")
+@click.option(
+    "--since", help="Only runs started since: a date, an ISO time, or an age like 6h, 2d."
+)
+@click.option(
+    "--limit", default=50, show_default=True, help="At most this many runs, newest first."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-def list_runs(runbook: str | None, status: str | None, incident: str | None, since: str | None,
-              limit: int, as_json: bool) -> None:
+def list_runs(
+    runbook: str | None,
+    status: str | None,
+    incident: str | None,
+    since: str | None,
+    limit: int,
+    as_json: bool,
+) -> None:
     """List archived runs, newest first."""
     from .. import config
     from ..index import Index
 
     with Index(config.outputs_dir()) as index:
-        rows = index.list(runbook=runbook, status=status, incident=incident, since=_since(since), limit=limit)
+        rows = index.list(
+            runbook=runbook, status=status, incident=incident, since=_since(since), limit=limit
+        )
     if as_json:
         click.echo(json.dumps(rows, indent=2, default=str))
         return
     from rich.table import Table
 
     table = Table(title=f"Runs in {config.outputs_dir()}")
-    for col in ("run", "runbook", "env", "incident", "status", "verdict", "started"):
+    table.add_column("run", no_wrap=True)
+    for col in ("runbook", "env", "incident", "status", "verdict"):
         table.add_column(col)
+    table.add_column("started (UTC)", no_wrap=True)
     colours = {"completed": "green", "failed": "red", "aborted": "yellow", "open": "cyan"}
     for r in rows:
         st = r["status"]
-        table.add_row(r["run_id"], r["runbook"], r.get("env") or "", r.get("incident") or "",
-                      f"[{colours.get(st, 'white')}]{st}[/]", r.get("verdict") or "", (r.get("started") or "")[:19])
+        table.add_row(
+            r["run_id"],
+            r["runbook"],
+            r.get("env") or "",
+            r.get("incident") or "",
+            f"[{colours.get(st, 'white')}]{st}[/]",
+            r.get("verdict") or "",
+            (r.get("started") or "")[:16].replace("T", " "),
+        )
     console().print(table if rows else "No runs match.")
 
 
@@ -77,8 +104,14 @@ def show(run_ref: str, as_json: bool) -> None:
         return
     from .output import print_result
 
-    result = runner.RunResult(record["run"]["id"], record["run"]["runbook"], run_dir,
-                              record["run"]["status"], record["run"]["exit_code"], record)
+    result = runner.RunResult(
+        record["run"]["id"],
+        record["run"]["runbook"],
+        run_dir,
+        record["run"]["status"],
+        record["run"]["exit_code"],
+        record,
+    )
     print_result(result)
     c = console()
     for s in record.get("steps", []):

@@ -53,14 +53,22 @@ def targets(env: Environment, urls: list[str]) -> list[Target]:
     base = str(env.require("app.api_url")).rstrip("/")
     smoke = env.get("app.smoke") or [{"path": env.get("app.health_path", "/health"), "status": 200}]
     return [
-        Target(str(s.get("method", "GET")).upper(), base + str(s["path"]), int(s.get("status", 200)))
+        Target(
+            str(s.get("method", "GET")).upper(), base + str(s["path"]), int(s.get("status", 200))
+        )
         for s in smoke
     ]
 
 
 def probe_all(items: list[Target], timeout_s: float, budget_ms: float) -> list[ProbeResult]:
     return [
-        probe(t.url, method=t.method, expected_status=t.expected_status, timeout=timeout_s, budget_ms=budget_ms)
+        probe(
+            t.url,
+            method=t.method,
+            expected_status=t.expected_status,
+            timeout=timeout_s,
+            budget_ms=budget_ms,
+        )
         for t in items
     ]
 
@@ -82,7 +90,11 @@ def diagnose(results: list[ProbeResult], budget_ms: float) -> tuple[str, list[st
     """(cause, evidence, remedy) — the worst problem wins: unreachable, wrong status, slow."""
     down = [r for r in results if r.status is None]
     wrong = [r for r in results if r.status is not None and r.status != r.expected_status]
-    slow = [r for r in results if r.status == r.expected_status and r.elapsed_ms is not None and r.elapsed_ms > budget_ms]
+    slow = [
+        r
+        for r in results
+        if r.status == r.expected_status and r.elapsed_ms is not None and r.elapsed_ms > budget_ms
+    ]
     if down:
         return (
             "unreachable",
@@ -92,7 +104,10 @@ def diagnose(results: list[ProbeResult], budget_ms: float) -> tuple[str, list[st
     if wrong:
         return (
             "wrong-status",
-            [f"{r.url}: answered {r.status}, expected {r.expected_status} ({r.elapsed_ms:.0f} ms)" for r in wrong],
+            [
+                f"{r.url}: answered {r.status}, expected {r.expected_status} ({r.elapsed_ms:.0f} ms)"
+                for r in wrong
+            ],
             "Look at the failing endpoint's logs; a 5xx across endpoints calls for api-down, "
             "a single endpoint for high-error-rate.",
         )
