@@ -5,7 +5,7 @@
   whole session and is restored afterwards.
 - `fresh_sandbox` (function): stops the server, puts the pristine state back, starts it
   again. Use it for tests that change state (faults, deploys, secrets).
-- `cf` (function): an opsbook Cloudflare client on the session sandbox.
+- `cf` / `fresh_cf` (function): an opsbook Cloudflare client on `sandbox` / `fresh_sandbox`.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from opsbook import sandbox as sandbox_api
+from opsbook.clients.cloudflare import Cloudflare
 from opsbook.sandbox.state import State
 
 KEEP = {".lock", ".last_port", "server.log"}
@@ -71,3 +72,22 @@ def fresh_sandbox(
     sandbox_api.stop(sandbox.state_dir)
     _restore(sandbox_pristine, sandbox.state_dir)
     return sandbox_api.start(sandbox.state_dir)
+
+
+def cloudflare_client(info: sandbox_api.SandboxInfo) -> Cloudflare:
+    """An opsbook Cloudflare client on a sandbox (close it: `with cloudflare_client(...)`)."""
+    return Cloudflare(
+        info.urls()["cloudflare"], info.account_id, info.credentials["OPSBOOK_SANDBOX_TOKEN"]
+    )
+
+
+@pytest.fixture
+def cf(sandbox: sandbox_api.SandboxInfo) -> Iterator[Cloudflare]:
+    with cloudflare_client(sandbox) as client:
+        yield client
+
+
+@pytest.fixture
+def fresh_cf(fresh_sandbox: sandbox_api.SandboxInfo) -> Iterator[Cloudflare]:
+    with cloudflare_client(fresh_sandbox) as client:
+        yield client

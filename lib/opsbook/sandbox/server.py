@@ -16,6 +16,7 @@ bound and serving, and removed on a clean shutdown (SIGTERM / SIGINT).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import inspect
 import logging
@@ -147,13 +148,29 @@ async def _lifespan(app: Starlette) -> AsyncIterator[None]:
     except Exception:
         LOAD_ERRORS["tail_server"] = traceback.format_exc()
         log.error("the tail server did not start; tails are off:\n%s", LOAD_ERRORS["tail_server"])
+    drainer = asyncio.create_task(_drain_forever(app.state.sandbox))
     try:
         yield
     finally:
+        drainer.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await drainer
         if stopper is not None:
             result = stopper()
             if inspect.isawaitable(result):
                 await result
+
+
+async def _drain_forever(state: State) -> None:
+    """Queue consumers at work: deliver messages every DRAIN_INTERVAL seconds."""
+    from . import queues_model
+
+    while True:
+        await asyncio.sleep(queues_model.DRAIN_INTERVAL)
+        try:
+            await asyncio.to_thread(queues_model.drain_all, state)
+        except Exception:
+            log.exception("queue drainer tick failed")
 
 
 def bind(port: int = 0) -> socket.socket:

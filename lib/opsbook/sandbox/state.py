@@ -25,6 +25,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from ..errors import OpsbookError
+
 ACCOUNT_ID = "0f1e2d3c4b5a69788796a5b4c3d2e1f0"
 ACCOUNT_NAME = "Ops Sandbox Account"
 USER_EMAIL = "ops@sandbox.opsbook.dev"
@@ -36,7 +38,7 @@ MODULES = (
     "workers_model",
     "cf_kv",
     "cf_r2",
-    "cf_queues",
+    "queues_model",
     "d1data",
     "stripe_api",
     "statuspage",
@@ -78,6 +80,10 @@ def load_module(name: str) -> Any | None:
         if exc.name in (full, f"opsbook.sandbox.{name.split('.')[0]}"):
             return None
         raise
+
+
+class SeedError(OpsbookError):
+    """A module's seed() failed during a reset."""
 
 
 class State:
@@ -203,8 +209,16 @@ class State:
             conn.close()
         for name, mod in modules:
             seeder = getattr(mod, "seed", None)
-            if seeder is not None:
+            if seeder is None:
+                continue
+            try:
                 seeder(self, random.Random(f"{seed}:{name}"))
+            except Exception as exc:
+                raise SeedError(
+                    f"Sandbox reset failed: module {name} could not seed its data "
+                    f"({type(exc).__name__}: {exc}). The state in {self.dir} is incomplete; "
+                    "fix the module and run `opsbook sandbox reset` again."
+                ) from exc
         return time.perf_counter() - started
 
 
