@@ -36,7 +36,15 @@ def test_no_planted_secret_in_any_archived_file(planted: None, outputs: Path) ->
     assert result.status == "failed"  # the notebook raises with the secret in the message
     files = archived_files(outputs)
     names = {p.name for p in files}
-    assert {"notebook.ipynb", "report.html", "record.json", "events.jsonl", "context.json", "index.sqlite", "index.html"} <= names
+    assert {
+        "notebook.ipynb",
+        "report.html",
+        "record.json",
+        "events.jsonl",
+        "context.json",
+        "index.sqlite",
+        "index.html",
+    } <= names
     for path in files:
         data = path.read_bytes().decode("utf-8", errors="replace")
         assert TOKEN not in data, path
