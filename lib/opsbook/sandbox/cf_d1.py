@@ -192,9 +192,16 @@ def _ingest(state: State, database: d1data.Database, path: Path) -> dict[str, An
         conn.close()
     elapsed = (time.perf_counter() - started) * 1000
     final = d1data.bookmark_at(state, database, None)
-    meta = {"served_by": "v3-prod", "duration": round(elapsed, 3), "changes": count,
-            "last_row_id": 0, "changed_db": True, "size_after": state.d1_path(database.uuid).stat().st_size,
-            "rows_read": 0, "rows_written": count}  # fmt: skip
+    meta = {
+        "served_by": "v3-prod",
+        "duration": round(elapsed, 3),
+        "changes": count,
+        "last_row_id": 0,
+        "changed_db": True,
+        "size_after": state.d1_path(database.uuid).stat().st_size,
+        "rows_read": 0,
+        "rows_written": count,
+    }
     return {"final_bookmark": final, "num_queries": count, "meta": meta}
 
 
@@ -220,15 +227,31 @@ async def import_(request: Request) -> Response:
             raise _cf(exc) from None
         bookmark = result["final_bookmark"]
         IMPORTS[bookmark] = result
-        return ok({"success": True, "type": "import", "at_bookmark": bookmark,
-                   "status": "complete", "messages": ["Import complete"], "result": result})  # fmt: skip
+        return ok(
+            {
+                "success": True,
+                "type": "import",
+                "at_bookmark": bookmark,
+                "status": "complete",
+                "messages": ["Import complete"],
+                "result": result,
+            }
+        )
     if action == "poll":
         bookmark = str(body.get("current_bookmark") or "")
         result = IMPORTS.get(bookmark)
         if result is None:
             raise CFError(400, 7400, f"No import at bookmark {bookmark!r}")
-        return ok({"success": True, "type": "import", "at_bookmark": bookmark,
-                   "status": "complete", "messages": ["Import complete"], "result": result})  # fmt: skip
+        return ok(
+            {
+                "success": True,
+                "type": "import",
+                "at_bookmark": bookmark,
+                "status": "complete",
+                "messages": ["Import complete"],
+                "result": result,
+            }
+        )
     raise CFError(400, 7400, "action must be one of init, ingest, poll")
 
 

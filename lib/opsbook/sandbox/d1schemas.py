@@ -136,32 +136,171 @@ PEPTALK_MIGRATIONS = (
 )
 
 PEPTIDES = (
-    "BPC-157", "TB-500", "GHK-Cu", "Semaglutide", "Tirzepatide", "Retatrutide", "Liraglutide",
-    "Ipamorelin", "CJC-1295", "Sermorelin", "Tesamorelin", "Hexarelin", "GHRP-2", "GHRP-6",
-    "Epitalon", "Thymosin Alpha-1", "Thymosin Beta-4", "Selank", "Semax", "PT-141",
-    "Melanotan II", "AOD-9604", "MOTS-c", "Humanin", "SS-31", "KPV", "LL-37", "Dihexa",
-    "Cerebrolysin", "Kisspeptin-10", "Oxytocin", "DSIP", "Thymalin", "Pinealon", "Cortagen",
-    "Vesugen", "Cagrilintide", "Mazdutide", "Survodutide", "Follistatin-344", "IGF-1 LR3",
-    "MGF", "PEG-MGF", "Gonadorelin", "Triptorelin", "Larazotide", "Aviptadil", "Teriparatide",
-    "Abaloparatide", "Setmelanotide", "ARA-290", "FOXO4-DRI", "Glutathione", "Carnosine",
-    "AHK-Cu", "Snap-8", "Argireline", "Matrixyl", "VIP", "Adipotide",
-)  # fmt: skip
+    "BPC-157",
+    "TB-500",
+    "GHK-Cu",
+    "Semaglutide",
+    "Tirzepatide",
+    "Retatrutide",
+    "Liraglutide",
+    "Ipamorelin",
+    "CJC-1295",
+    "Sermorelin",
+    "Tesamorelin",
+    "Hexarelin",
+    "GHRP-2",
+    "GHRP-6",
+    "Epitalon",
+    "Thymosin Alpha-1",
+    "Thymosin Beta-4",
+    "Selank",
+    "Semax",
+    "PT-141",
+    "Melanotan II",
+    "AOD-9604",
+    "MOTS-c",
+    "Humanin",
+    "SS-31",
+    "KPV",
+    "LL-37",
+    "Dihexa",
+    "Cerebrolysin",
+    "Kisspeptin-10",
+    "Oxytocin",
+    "DSIP",
+    "Thymalin",
+    "Pinealon",
+    "Cortagen",
+    "Vesugen",
+    "Cagrilintide",
+    "Mazdutide",
+    "Survodutide",
+    "Follistatin-344",
+    "IGF-1 LR3",
+    "MGF",
+    "PEG-MGF",
+    "Gonadorelin",
+    "Triptorelin",
+    "Larazotide",
+    "Aviptadil",
+    "Teriparatide",
+    "Abaloparatide",
+    "Setmelanotide",
+    "ARA-290",
+    "FOXO4-DRI",
+    "Glutathione",
+    "Carnosine",
+    "AHK-Cu",
+    "Snap-8",
+    "Argireline",
+    "Matrixyl",
+    "VIP",
+    "Adipotide",
+)
 
-_FIRST = ("alex", "sam", "jordan", "taylor", "morgan", "casey", "riley", "jamie", "drew",
-          "avery", "quinn", "rowan", "harper", "emerson", "kai", "logan", "parker", "reese",
-          "sage", "skyler", "maria", "li", "omar", "priya", "sofia", "noah", "emma", "liam")  # fmt: skip
-_LAST = ("smith", "garcia", "chen", "patel", "kim", "nguyen", "okafor", "muller", "rossi",
-         "silva", "novak", "tanaka", "cohen", "ali", "brown", "jones", "lopez", "wilson")  # fmt: skip
+_FIRST = (
+    "alex",
+    "sam",
+    "jordan",
+    "taylor",
+    "morgan",
+    "casey",
+    "riley",
+    "jamie",
+    "drew",
+    "avery",
+    "quinn",
+    "rowan",
+    "harper",
+    "emerson",
+    "kai",
+    "logan",
+    "parker",
+    "reese",
+    "sage",
+    "skyler",
+    "maria",
+    "li",
+    "omar",
+    "priya",
+    "sofia",
+    "noah",
+    "emma",
+    "liam",
+)
+_LAST = (
+    "smith",
+    "garcia",
+    "chen",
+    "patel",
+    "kim",
+    "nguyen",
+    "okafor",
+    "muller",
+    "rossi",
+    "silva",
+    "novak",
+    "tanaka",
+    "cohen",
+    "ali",
+    "brown",
+    "jones",
+    "lopez",
+    "wilson",
+)
 _DOMAINS = ("gmail.com", "yahoo.com", "outlook.com", "proton.me", "icloud.com", "hey.com")
-_WORDS = ("The", "Silent", "River", "Night", "Garden", "Of", "Glass", "Last", "Winter", "Letters",
-          "Empire", "Shadow", "Light", "Salt", "House", "Memory", "Storm", "Crown", "Wild",
-          "Paper", "Ghost", "Harbor", "Iron", "Summer", "Hollow", "Orchard", "Stone")  # fmt: skip
+_WORDS = (
+    "The",
+    "Silent",
+    "River",
+    "Night",
+    "Garden",
+    "Of",
+    "Glass",
+    "Last",
+    "Winter",
+    "Letters",
+    "Empire",
+    "Shadow",
+    "Light",
+    "Salt",
+    "House",
+    "Memory",
+    "Storm",
+    "Crown",
+    "Wild",
+    "Paper",
+    "Ghost",
+    "Harbor",
+    "Iron",
+    "Summer",
+    "Hollow",
+    "Orchard",
+    "Stone",
+)
 _STATUSES = ("draft",) * 5 + ("submitted",) * 3 + ("analyzed",) * 6 + ("analyzing", "failed")
-_STUDY_TOPICS = ("tendon healing", "gut barrier function", "wound repair", "glycemic control",
-                 "body weight", "sleep quality", "cognitive performance", "inflammation markers",
-                 "muscle protein synthesis", "bone density", "skin elasticity", "immune response")  # fmt: skip
-_STUDY_KINDS = ("A randomized controlled trial of", "A rodent model of", "Case series:",
-                "A systematic review of", "An open-label pilot study of", "In vitro effects of")  # fmt: skip
+_STUDY_TOPICS = (
+    "tendon healing",
+    "gut barrier function",
+    "wound repair",
+    "glycemic control",
+    "body weight",
+    "sleep quality",
+    "cognitive performance",
+    "inflammation markers",
+    "muscle protein synthesis",
+    "bone density",
+    "skin elasticity",
+    "immune response",
+)
+_STUDY_KINDS = (
+    "A randomized controlled trial of",
+    "A rodent model of",
+    "Case series:",
+    "A systematic review of",
+    "An open-label pilot study of",
+    "In vitro effects of",
+)
 
 
 def iso(ts: datetime) -> str:
@@ -221,9 +360,16 @@ def _users(
         verified = 1 if rng.random() < 0.85 else 0
         login = created + (now - created) * rng.random() if rng.random() < 0.9 else None
         rows.append(
-            (rid(rng), email, _opaque_hash(rng), "user", iso(created), verified,
-             iso(login) if login else None)
-        )  # fmt: skip
+            (
+                rid(rng),
+                email,
+                _opaque_hash(rng),
+                "user",
+                iso(created),
+                verified,
+                iso(login) if login else None,
+            )
+        )
     return rows
 
 
@@ -233,12 +379,18 @@ def _subscriptions(
     users: list[tuple[object, ...]],
     share: float,
     plans: tuple[str, ...],
+    testers: bool = False,
 ) -> list[tuple[object, ...]]:
-    """Subscriptions for a share of users (and every prodtest user): mostly active."""
+    """Subscriptions for a share of users (and, with `testers`, every prodtest user).
+
+    One Stripe account serves both apps in the sandbox, so only one app's prodtest
+    users subscribe: an email then names one Stripe customer.
+    """
     rows: list[tuple[object, ...]] = []
     for user in users:
         email = str(user[1])
-        if not email.startswith("prodtest") and rng.random() >= share:
+        tester = email.startswith("prodtest")
+        if (tester and not testers) or (not tester and rng.random() >= share):
             continue
         roll = rng.random()
         created = now - timedelta(days=rng.uniform(20, 400))
@@ -252,9 +404,18 @@ def _subscriptions(
             status, end = "incomplete_expired", now - timedelta(days=rng.uniform(30, 200))
         updated = min(now, end - timedelta(days=30)) if status == "active" else end
         rows.append(
-            (rid(rng), user[0], stripe_id(rng, "cus"), stripe_id(rng, "sub"), status,
-             rng.choice(plans), iso_s(end), iso(created), iso(max(created, updated)))
-        )  # fmt: skip
+            (
+                rid(rng),
+                user[0],
+                stripe_id(rng, "cus"),
+                stripe_id(rng, "sub"),
+                status,
+                rng.choice(plans),
+                iso_s(end),
+                iso(created),
+                iso(max(created, updated)),
+            )
+        )
     return rows
 
 
@@ -304,8 +465,13 @@ def _insert_manuscripts(
     rng.shuffle(words)
     db.executemany("INSERT INTO _words VALUES (?, ?)", list(enumerate(words)))
     db.executemany("INSERT INTO _statuses VALUES (?, ?)", list(enumerate(_STATUSES)))
-    params = {"count": MANUSCRIPT_COUNT, "s": rng.getrandbits(30), "now": int(now.timestamp()),
-              "span": 540 * 86400, "users": users}  # fmt: skip
+    params = {
+        "count": MANUSCRIPT_COUNT,
+        "s": rng.getrandbits(30),
+        "now": int(now.timestamp()),
+        "span": 540 * 86400,
+        "users": users,
+    }
     db.execute(_MANUSCRIPTS_SQL, params)
     db.execute("DROP TABLE _words")
     db.execute("DROP TABLE _statuses")
@@ -342,8 +508,17 @@ def seed_peptalk(db: sqlite3.Connection, rng: random.Random, now: datetime) -> N
         last_run = (now - timedelta(days=1)).replace(hour=2, minute=rng.randint(0, 59))
         created = now - timedelta(days=rng.uniform(120, 300))
         peptides.append(
-            (pid, slug, name, rng.choice(grades), iso(last_run), rng.randint(3, 40), iso(created), iso(last_run))
-        )  # fmt: skip
+            (
+                pid,
+                slug,
+                name,
+                rng.choice(grades),
+                iso(last_run),
+                rng.randint(3, 40),
+                iso(created),
+                iso(last_run),
+            )
+        )
         for _ in range(STUDIES_PER_PEPTIDE):
             pmid += rng.randint(1, 60_000)
             topic = rng.choice(_STUDY_TOPICS)
@@ -378,7 +553,7 @@ def seed_peptalk(db: sqlite3.Connection, rng: random.Random, now: datetime) -> N
         "INSERT INTO pipeline_runs(peptide_id, started_at, finished_at, status, error) VALUES (?,?,?,?,?)",
         runs,
     )
-    subs = _subscriptions(rng, now, users, 0.3, ("pro_monthly", "pro_annual"))
+    subs = _subscriptions(rng, now, users, 0.3, ("pro_monthly", "pro_annual"), testers=True)
     db.executemany("INSERT INTO subscriptions VALUES (?,?,?,?,?,?,?,?,?)", subs)
 
 
