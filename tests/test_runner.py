@@ -169,3 +169,12 @@ def test_plan_then_finish(outputs: Path) -> None:
     assert finished.status == "completed" and finished.exit_code == 0
     with Index(outputs) as index:
         assert index.get(planned.run_id)["status"] == "completed"
+
+
+def test_plots_survive_into_the_html() -> None:
+    result = opsbook.run(str(FIXTURES / "plots.ipynb"))
+    assert result.status == "completed"
+    html = result.html.read_text()
+    assert html.count("<svg") >= 2
+    assert "deploy v42" in html and "Requests by endpoint" in html
+    assert len(html.encode()) < 60_000
