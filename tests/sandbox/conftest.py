@@ -91,3 +91,14 @@ def cf(sandbox: sandbox_api.SandboxInfo) -> Iterator[Cloudflare]:
 def fresh_cf(fresh_sandbox: sandbox_api.SandboxInfo) -> Iterator[Cloudflare]:
     with cloudflare_client(fresh_sandbox) as client:
         yield client
+
+
+@pytest.fixture
+def spare_state(tmp_path: Path, sandbox_pristine: Path) -> Iterator[Path]:
+    """A second state folder (a copy of the pristine one) with no server; stopped after."""
+    state_dir = tmp_path / "spare-state"
+    _restore(sandbox_pristine, state_dir)
+    try:
+        yield state_dir
+    finally:
+        sandbox_api.stop(state_dir)

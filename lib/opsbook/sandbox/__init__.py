@@ -165,10 +165,18 @@ def _clear_stale(state: State) -> None:
     if data is None:
         return
     pid = int(data.get("pid", 0) or 0)
-    if pid and _alive(pid) and pid != os.getpid():
-        # alive but not answering: a hung or foreign server on our state; end it
-        _terminate(pid)
+    if pid and _alive(pid) and _is_our_server(pid, state):
+        _terminate(pid)  # alive but not answering: a hung server on this state; end it
     state.server_json.unlink(missing_ok=True)
+
+
+def _is_our_server(pid: int, state: State) -> bool:
+    """True only for a sandbox server process serving this state folder."""
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return b"opsbook.sandbox" in argv and str(state.dir).encode() in argv
 
 
 def _terminate(pid: int) -> None:
@@ -187,7 +195,7 @@ def _stop(state: State) -> bool:
     if data is None:
         return False
     pid = int(data.get("pid", 0) or 0)
-    was_alive = bool(pid) and _alive(pid)
+    was_alive = bool(pid) and _alive(pid) and _is_our_server(pid, state)
     if was_alive:
         _terminate(pid)
     state.server_json.unlink(missing_ok=True)

@@ -15,7 +15,7 @@ consumer's `retry_delay` seconds, and after `max_retries` retries it is dead-let
 
 The server's drainer (server.py lifespan) calls `drain_all` every DRAIN_INTERVAL s:
 each queue with a worker consumer gets `batch_size * max_concurrency` deliveries per
-tick, with the handler in HANDLERS (acknowledge, by default).
+tick (at most DRAIN_CAP), with the handler in HANDLERS (acknowledge, by default).
 """
 
 from __future__ import annotations
@@ -55,6 +55,7 @@ CREATE INDEX IF NOT EXISTS idx_messages_queue ON messages(queue, status, visible
 """
 
 DRAIN_INTERVAL = 1.0
+DRAIN_CAP = 50  # deliveries per queue per tick, whatever the consumer's settings
 DEFAULT_SETTINGS = {
     "batch_size": 10,
     "max_retries": 3,
@@ -237,7 +238,7 @@ def drain_all(state: State) -> None:
     for r in rows:
         settings = json.loads(r["settings"])
         share = int(settings.get("batch_size", 10)) * int(settings.get("max_concurrency", 1))
-        process(state, r["queue_name"], limit=max(share, 1))
+        process(state, r["queue_name"], limit=max(1, min(share, DRAIN_CAP)))
 
 
 def seed(state: State, rng: random.Random) -> None:

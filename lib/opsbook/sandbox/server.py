@@ -212,6 +212,18 @@ class _Server(uvicorn.Server):
             },
         )
 
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        # uvicorn re-raises SIGTERM after run() returns, so clean up here, not after it
+        await super().shutdown(sockets=sockets)
+        _forget(self.sandbox)
+
+
+def _forget(state: State) -> None:
+    """Remove server.json if it is this process's."""
+    info = state.server_info()
+    if info is not None and info.get("pid") == os.getpid():
+        state.server_json.unlink(missing_ok=True)
+
 
 def serve(state: State, port: int = 0) -> None:
     """Run the server in this process until SIGTERM/SIGINT. Blocks."""
@@ -230,9 +242,7 @@ def serve(state: State, port: int = 0) -> None:
         server.run(sockets=[sock])
     finally:
         sock.close()
-        info = state.server_info()
-        if info is not None and info.get("pid") == os.getpid():
-            state.server_json.unlink(missing_ok=True)
+        _forget(state)
 
 
 __all__ = ["HOST", "bind", "create_app", "serve"]
