@@ -116,6 +116,14 @@ def build(
         for e in events
         if e.get("type") == "action"
     ]
+    verifications = [
+        {k: e.get(k) for k in ("passed", "what", "evidence", "at")}
+        for e in events
+        if e.get("type") == "verification"
+    ]
+    severity = next(
+        (e.get("severity") for e in events if e.get("type") == "start" and e.get("severity")), None
+    )
     error = error or notebook_error(nb)
     if status == "completed" and error is not None:
         status = "failed"
@@ -140,6 +148,7 @@ def build(
             "duration_s": duration,
             "status": status,
             "exit_code": exit_code_for(status, verdict),
+            "severity": severity,
         },
         "parameters": context.get("parameters", {}),
         "approved": context.get("approved", []),
@@ -147,6 +156,7 @@ def build(
         "findings": findings,
         "verdict": verdict,
         "actions": actions,
+        "verification": verifications[-1] if verifications else None,
         "error": error,
         "files": {"notebook": NOTEBOOK, "html": REPORT, "record": RECORD},
     }

@@ -314,6 +314,19 @@ def action(
     return ActionResult(action_id, risk, "applied", preview, result=result)
 
 
+def verify(passed: bool, evidence: Any = None, *, what: str = "the symptom is gone") -> bool:
+    """After a remedy: record whether the symptom is gone, with the evidence of the re-check."""
+    s = session()
+    s.record({"type": "verification", "passed": bool(passed), "what": what, "evidence": evidence})
+    items = ui.evidence_items(evidence)
+    status = "passed" if passed else "failed"
+    ui.show(
+        f'<div class="ob-finding">{ui.badge(status)} Verification: {ui.esc(what)}{ui.html_list(items)}</div>',
+        f"VERIFY {'OK' if passed else 'FAILED'}: {what}" + "".join(f"\n   - {i}" for i in items),
+    )
+    return bool(passed)
+
+
 def latest_verdict() -> dict[str, Any] | None:
     for event in reversed(session().events):
         if event.get("type") == "verdict":
