@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import random
 import shutil
@@ -301,6 +302,29 @@ def seed(state: State, rng: random.Random) -> None:
         finally:
             conn.close()
         seed_backups(state, database, now)
+    seed_sessions(state, rng, now)
+
+
+def seed_sessions(state: State, rng: random.Random, now: datetime) -> None:
+    """Live KV sessions (as the app's login writes them) for the admins and prodtest users."""
+    from .state import load_module
+
+    kv = load_module("cf_kv")
+    if kv is None:
+        return
+    for profile, name in d1schemas.PROFILE_DB.items():
+        title = f"{profile}-sessions"
+        if kv.namespace_id(state, title) is None:
+            continue
+        with d1_connect(state, name) as db:
+            users = db.execute(
+                "SELECT id, email FROM users WHERE role = 'admin' OR email LIKE 'prodtest%@example.com'"
+            ).fetchall()
+        for user_id, email in users:
+            created = int(now.timestamp()) - rng.randint(600, 2 * 86400)
+            record = {"user_id": user_id, "email": email, "created_at": created}
+            key = f"session:{rng.randbytes(16).hex()}"
+            kv.kv_put(state, title, key, json.dumps(record), expiration=created + 7 * 86400)
 
 
 def seed_backups(state: State, database: Database, now: datetime) -> None:
