@@ -203,3 +203,40 @@ def test_time_travel_restore(fresh_sandbox: sandbox_api.SandboxInfo, api: httpx.
         f"/database/{pt}/time_travel/restore", params={"bookmark": "00000001-00000000-00000000-abc"}
     )
     assert bogus.status_code == 400
+
+
+def test_every_endpoint_through_the_cloudflare_client(
+    fresh_sandbox: sandbox_api.SandboxInfo,
+) -> None:
+    """The same endpoints through opsbook.clients.cloudflare's d1_* methods."""
+    from opsbook.clients.cloudflare import Cloudflare
+    from opsbook.errors import ApiError
+
+    token = fresh_sandbox.credentials["OPSBOOK_SANDBOX_TOKEN"]
+    with Cloudflare(f"{fresh_sandbox.base_url}/client/v4", ACCOUNT, token) as cf:
+        assert {d["name"] for d in cf.d1_databases()} == {
+            "manuscript-platform",
+            "peptalk-production-db",
+        }
+        db = "peptalk-production-db"
+        assert cf.d1_database(db)["name"] == db
+        rows = cf.d1_query(db, "SELECT slug FROM peptides WHERE slug = ?", ["bpc-157"])
+        assert rows[0]["results"] == [{"slug": "bpc-157"}] and rows[0]["meta"]["rows_read"] >= 1
+        raw = cf.d1_raw(db, "SELECT count(*) AS n FROM studies")
+        assert raw[0]["results"]["columns"] == ["n"]
+        mark = cf.d1_bookmark(db)
+        dump = cf.d1_export(db, tables=["pipeline_runs"], no_schema=True)
+        assert dump.startswith('PRAGMA defer_foreign_keys=TRUE;\nINSERT INTO "pipeline_runs"')
+        assert "CREATE TABLE" not in dump
+        cf.d1_query(db, "DELETE FROM pipeline_runs WHERE id > 0")
+        done = cf.d1_import(db, dump)
+        assert done["num_queries"] >= 1_800 and done["final_bookmark"]
+        n = cf.d1_query(db, "SELECT count(*) AS n FROM pipeline_runs")[0]["results"][0]["n"]
+        assert n == done["num_queries"] - 3  # the PRAGMA and the two sqlite_sequence lines
+        cf.d1_query(db, "DROP TABLE studies")
+        restored = cf.d1_restore(db, bookmark=mark)
+        assert restored["bookmark"] == mark
+        assert cf.d1_query(db, "SELECT count(*) AS n FROM studies")[0]["results"][0]["n"] >= 2_500
+        with pytest.raises(ApiError) as err:
+            cf.d1_query(db, "SELECT * FROM nope")
+        assert err.value.code == 7500
