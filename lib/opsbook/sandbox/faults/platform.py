@@ -263,7 +263,7 @@ register(Fault(
     name="bad-deploy",
     summary="A new version is deployed whose code throws on every request.",
     symptom="Every route of the app answers 500 (TypeError: Cannot read properties of "
-            "undefined (reading 'env')) since a deployment about 12 minutes ago.",
+            "undefined (reading 'env')) since a deployment (12 minutes ago by default).",
     runbook="api-down", verdict="bad-deploy", profiles=BOTH,
     apply=apply_bad_deploy, heal=heal_bad_deploy,
     options={**PROFILE_OPTION, "minutes_ago": "when the bad version was deployed (default 12)"},
