@@ -54,8 +54,9 @@ def main() -> None:
 
 
 def _register() -> None:
-    from . import commands, runs
+    from . import commands, drill, runs
 
+    main.add_command(drill.drill)
     main.add_command(commands.run)
     main.add_command(commands.plan)
     main.add_command(commands.lab)
