@@ -77,10 +77,12 @@ def rows(results: list[ProbeResult]) -> list[dict[str, Any]]:
     return [
         {
             "url": r.url,
-            "expected": r.expected_status,
+            "expected": "/".join(map(str, r.expected)),
             "status": r.status if r.status is not None else "-",
             "ms": round(r.elapsed_ms, 1) if r.elapsed_ms is not None else "-",
-            "result": "ok" if r.ok else ("error: " + r.error if r.error else "failed"),
+            "result": "ok"
+            if r.ok
+            else (r.error or ("over budget" if r.over_budget else "wrong status")),
         }
         for r in results
     ]
@@ -89,12 +91,8 @@ def rows(results: list[ProbeResult]) -> list[dict[str, Any]]:
 def diagnose(results: list[ProbeResult], budget_ms: float) -> tuple[str, list[str], str | None]:
     """(cause, evidence, remedy) — the worst problem wins: unreachable, wrong status, slow."""
     down = [r for r in results if r.status is None]
-    wrong = [r for r in results if r.status is not None and r.status != r.expected_status]
-    slow = [
-        r
-        for r in results
-        if r.status == r.expected_status and r.elapsed_ms is not None and r.elapsed_ms > budget_ms
-    ]
+    wrong = [r for r in results if r.status is not None and r.status not in r.expected]
+    slow = [r for r in results if r.status in r.expected and r.over_budget]
     if down:
         return (
             "unreachable",
@@ -105,7 +103,8 @@ def diagnose(results: list[ProbeResult], budget_ms: float) -> tuple[str, list[st
         return (
             "wrong-status",
             [
-                f"{r.url}: answered {r.status}, expected {r.expected_status} ({r.elapsed_ms:.0f} ms)"
+                f"{r.method} {r.url}: answered {r.status}, expected "
+                f"{'/'.join(map(str, r.expected))} ({r.elapsed_ms:.0f} ms)"
                 for r in wrong
             ],
             "Look at the failing endpoint's logs; a 5xx across endpoints calls for api-down, "
