@@ -75,7 +75,7 @@ def start(state: str | None, seed: int | None) -> None:
     )
 
 
-@sandbox.command()
+@sandbox.command(epilog="Example:\n\n  opsbook sandbox stop && opsbook sandbox start")
 @state_option
 def stop(state: str | None) -> None:
     """Stop the sandbox server. Its state stays on disk for the next start."""
