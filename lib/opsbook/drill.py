@@ -71,6 +71,7 @@ class Outcome:
     remedy: list[str] = field(default_factory=list)
     remedy_applied: bool | None = None
     remedy_verified: bool | None = None
+    no_remedy: str | None = None  # the runbook's declared reason there is no operator remedy
     runs: list[str] = field(default_factory=list)
     error: str | None = None
 
@@ -78,17 +79,27 @@ class Outcome:
     def passed(self) -> bool:
         if self.error or not self.verdict_ok or not self.evidence_ok:
             return False
-        if self.case.fault is None:
+        if self.case.fault is None or self.no_remedy:
             return True
         return bool(self.remedy_applied and self.remedy_verified)
 
 
-def _runbook_profiles(runbook: str, fallback: Iterable[str]) -> list[str]:
+def _runbook_module(runbook: str) -> Any:
     try:
-        module = importlib.import_module(f"opsbook.runbooks.{runbook.replace('-', '_')}")
+        return importlib.import_module(f"opsbook.runbooks.{runbook.replace('-', '_')}")
     except ModuleNotFoundError:
-        return sorted(set(fallback))
+        return None
+
+
+def _runbook_profiles(runbook: str, fallback: Iterable[str]) -> list[str]:
+    module = _runbook_module(runbook)
     return list(getattr(module, "PROFILES", sorted(set(fallback))))
+
+
+def no_remedy(runbook: str, cause: str) -> str | None:
+    """Why `cause` has no operator remedy, if the runbook declares so in `NO_REMEDY`."""
+    reasons = getattr(_runbook_module(runbook), "NO_REMEDY", {}) or {}
+    return reasons.get(cause)
 
 
 def cases(
@@ -271,8 +282,10 @@ class Matrix:
                 "verdict": o.verdict or "-",
                 "evidence": "ok" if o.evidence_ok else "missing " + ", ".join(o.missing_evidence),
                 "time_to_verdict_s": o.time_to_verdict_s,
-                "remedy": ", ".join(o.remedy) or "-",
-                "remedy_verified": "-" if o.case.fault is None else o.remedy_verified,
+                "remedy": ", ".join(o.remedy) or (f"none: {o.no_remedy}" if o.no_remedy else "-"),
+                "remedy_verified": "-"
+                if (o.case.fault is None or o.no_remedy)
+                else o.remedy_verified,
                 "result": "pass" if o.passed else "FAIL",
                 "error": o.error or "",
                 "runs": o.runs,
