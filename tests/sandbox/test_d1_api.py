@@ -240,3 +240,35 @@ def test_every_endpoint_through_the_cloudflare_client(
         with pytest.raises(ApiError) as err:
             cf.d1_query(db, "SELECT * FROM nope")
         assert err.value.code == 7500
+
+
+def test_official_cloudflare_sdk(sandbox: sandbox_api.SandboxInfo) -> None:
+    """The `cloudflare` SDK's d1 resources parse the sandbox's answers unchanged."""
+    cloudflare = pytest.importorskip("cloudflare")
+    token = sandbox.credentials["OPSBOOK_SANDBOX_TOKEN"]
+    with (
+        httpx.Client(timeout=30) as http,
+        cloudflare.Cloudflare(
+            api_token=token,
+            base_url=f"{sandbox.base_url}/client/v4",
+            http_client=http,
+            max_retries=0,
+        ) as client,
+    ):
+        dbs = list(client.d1.database.list(account_id=ACCOUNT))
+        assert {d.name for d in dbs} == {"manuscript-platform", "peptalk-production-db"}
+        pt = next(d for d in dbs if d.name == "peptalk-production-db")
+        got = client.d1.database.get(pt.uuid, account_id=ACCOUNT)
+        assert got.num_tables and got.file_size
+        page = client.d1.database.query(
+            pt.uuid,
+            account_id=ACCOUNT,
+            sql="SELECT slug FROM peptides WHERE slug = ?",
+            params=["tb-500"],
+        )
+        first = next(iter(page))
+        assert first.success and first.results == [{"slug": "tb-500"}] and first.meta.rows_read >= 1
+        raw = next(iter(client.d1.database.raw(pt.uuid, account_id=ACCOUNT, sql="SELECT 1 AS one")))
+        assert raw.results.columns == ["one"] and raw.results.rows == [[1]]
+        mark = client.d1.database.time_travel.get_bookmark(pt.uuid, account_id=ACCOUNT)
+        assert mark.bookmark

@@ -26,6 +26,7 @@ import sqlite3
 import time
 import uuid as uuidlib
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -286,23 +287,35 @@ def create(state: State, name: str, rng: random.Random, created_at: datetime) ->
 
 
 def seed(state: State, rng: random.Random) -> None:
+    """Both databases, each in its own thread (SQLite and PBKDF2 release the GIL)."""
     now = datetime.now(UTC)
+    jobs = []
     for name, (ddl, seeder) in d1schemas.SEEDERS.items():
         database = create(state, name, rng, now - timedelta(days=rng.uniform(200, 400)))
-        conn = sqlite3.connect(state.d1_path(database.uuid), isolation_level=None)
-        try:
-            conn.execute("PRAGMA journal_mode = DELETE")
-            conn.execute("PRAGMA synchronous = OFF")
-            conn.execute("PRAGMA cache_size = -262144")
-            conn.executescript(ddl)
-            conn.execute("BEGIN")
-            seeder(conn, rng, now)
-            conn.execute("COMMIT")
-            conn.execute("PRAGMA synchronous = FULL")
-        finally:
-            conn.close()
+        jobs.append((database, ddl, seeder, random.Random(rng.getrandbits(64))))
+    with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
+        futures = [pool.submit(_seed_file, state, *job, now) for job in jobs]
+        for future in futures:
+            future.result()
+    for database, *_ in jobs:
         seed_backups(state, database, now)
     seed_sessions(state, rng, now)
+
+
+def _seed_file(
+    state: State, database: Database, ddl: str, seeder: Any, rng: random.Random, now: datetime
+) -> None:
+    conn = sqlite3.connect(state.d1_path(database.uuid), isolation_level=None)
+    try:
+        conn.execute("PRAGMA journal_mode = DELETE")
+        conn.execute("PRAGMA synchronous = OFF")
+        conn.execute("PRAGMA cache_size = -262144")
+        conn.executescript(ddl)
+        conn.execute("BEGIN")
+        seeder(conn, rng, now)
+        conn.execute("COMMIT")
+    finally:
+        conn.close()
 
 
 def seed_sessions(state: State, rng: random.Random, now: datetime) -> None:
