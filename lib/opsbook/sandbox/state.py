@@ -91,6 +91,7 @@ class State:
 
     def __init__(self, directory: Path | str) -> None:
         self.dir = Path(directory)
+        self.seed_seconds: dict[str, float] = {}  # per module, from the last rebuild()
 
     def __repr__(self) -> str:
         return f"State({str(self.dir)!r})"
@@ -211,6 +212,7 @@ class State:
             seeder = getattr(mod, "seed", None)
             if seeder is None:
                 continue
+            t0 = time.perf_counter()
             try:
                 seeder(self, random.Random(f"{seed}:{name}"))
             except Exception as exc:
@@ -219,6 +221,7 @@ class State:
                     f"({type(exc).__name__}: {exc}). The state in {self.dir} is incomplete; "
                     "fix the module and run `opsbook sandbox reset` again."
                 ) from exc
+            self.seed_seconds[name] = time.perf_counter() - t0
         return time.perf_counter() - started
 
 
