@@ -110,6 +110,10 @@ class Stripe:
                 f"{what}: {exc.user_message or exc}", status=exc.http_status, url=self.api_base
             ) from exc
 
+    def _list(self, method: Callable[..., Any], params: dict[str, Any], what: str) -> Any:
+        snapshot = dict(params)
+        return self.call(lambda: method(params=snapshot), what)
+
     # ---- helpers ----------------------------------------------------------------
     def customer_by_email(self, email: str) -> stripe.Customer | None:
         found = self.call(
@@ -157,7 +161,7 @@ class Stripe:
             params["delivery_success"] = False
         out: list[stripe.Event] = []
         while len(out) < limit:
-            page = self.call(lambda p=dict(params): self.client.v1.events.list(params=p), "events")
+            page = self._list(self.client.v1.events.list, params, "events")
             out += list(page.data)
             if not page.has_more or not page.data:
                 break
@@ -206,9 +210,7 @@ class Stripe:
         params: dict[str, Any] = {"limit": 100, "created": {"gte": int(since)}}
         gross = fee = net = count = 0
         while True:
-            page = self.call(
-                lambda p=dict(params): self.client.v1.balance_transactions.list(params=p), "balance"
-            )
+            page = self._list(self.client.v1.balance_transactions.list, params, "balance")
             for txn in page.data:
                 gross, fee, net, count = gross + txn.amount, fee + txn.fee, net + txn.net, count + 1
             if not page.has_more or not page.data:

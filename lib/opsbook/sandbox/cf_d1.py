@@ -7,6 +7,7 @@ time-travel snapshot first (at most one per 10 s), so a bad UPDATE can be undone
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import time
 import uuid as uuidlib
@@ -177,8 +178,6 @@ async def export(request: Request) -> Response:
 
 # ---- import -------------------------------------------------------------------
 
-IMPORTS: dict[str, dict[str, Any]] = {}
-
 
 def _ingest(state: State, database: d1data.Database, path: Path) -> dict[str, Any]:
     d1data.snapshot(state, database, "before import")
@@ -226,7 +225,7 @@ async def import_(request: Request) -> Response:
         except d1data.D1Error as exc:
             raise _cf(exc) from None
         bookmark = result["final_bookmark"]
-        IMPORTS[bookmark] = result
+        (d1transfer.transfer_dir(state) / f"{bookmark}.import.json").write_text(json.dumps(result))
         return ok(
             {
                 "success": True,
@@ -239,8 +238,9 @@ async def import_(request: Request) -> Response:
         )
     if action == "poll":
         bookmark = str(body.get("current_bookmark") or "")
-        result = IMPORTS.get(bookmark)
-        if result is None:
+        saved = d1transfer.transfer_dir(state) / f"{Path(bookmark).name}.import.json"
+        polled = json.loads(saved.read_text()) if bookmark and saved.is_file() else None
+        if polled is None:
             raise CFError(400, 7400, f"No import at bookmark {bookmark!r}")
         return ok(
             {
@@ -249,7 +249,7 @@ async def import_(request: Request) -> Response:
                 "at_bookmark": bookmark,
                 "status": "complete",
                 "messages": ["Import complete"],
-                "result": result,
+                "result": polled,
             }
         )
     raise CFError(400, 7400, "action must be one of init, ingest, poll")

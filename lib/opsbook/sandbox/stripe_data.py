@@ -259,7 +259,7 @@ def _seed_app(state: State, db: sqlite3.Connection, app: str, rng: random.Random
     )
     ep_id = stripe_id(rng, "we")
     created = now - 200 * 86400
-    endpoint = {
+    endpoint: dict[str, Any] = {
         "id": ep_id,
         "object": "webhook_endpoint",
         "api_version": API_VERSION,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import random
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -71,7 +72,7 @@ def _save_d1(state: State, profile: str, row: dict[str, Any]) -> None:
 
 
 def _event(state: State, app: str, type_: str, created: int, obj: dict[str, Any], pending: bool,
-           attempts: list[tuple[int | None, str | None]], previous: dict[str, Any] | None = None) -> str:  # fmt: skip
+           attempts: Sequence[tuple[int | None, str | None]], previous: dict[str, Any] | None = None) -> str:  # fmt: skip
     """Write an event (and the delivery attempts Stripe made) to the app's endpoint."""
     rng = random.Random()
     event = stripe_data.event_obj(stripe_data.stripe_id(rng, "evt"), type_, created, obj, previous)
@@ -238,7 +239,7 @@ def _recent_events(
     state: State,
     app: str,
     since: datetime,
-    attempts: list[tuple[int | None, str | None]],
+    attempts: Sequence[tuple[int | None, str | None]],
     n: int = 4,
 ) -> None:
     """Subscription renewals since the onset whose deliveries failed as `attempts` say."""
