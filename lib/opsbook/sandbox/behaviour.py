@@ -170,7 +170,7 @@ def upstream_effect(
     if not cond:
         return latency, None
     only = cond.get("peptides")
-    if subject is not None and only and subject not in only:
+    if only and subject not in only:  # a failure scoped to some peptides
         return latency, None
     latency += float(cond.get("latency_ms", 0)) * rng.uniform(0.8, 1.3)
     if cond.get("timeout_ms"):
@@ -203,9 +203,9 @@ def evaluate(
     out.base_ms = base
     out.response_bytes = int(ep.body_bytes * rng.uniform(0.7, 1.3))
     if cold:
-        out.wall_ms += float(snap.behaviour.get("cold_start_ms", COLD_START_MS)) * rng.uniform(
-            0.8, 1.6
-        )
+        visitors = conditions.active(snap.conds, f"visitors:{snap.script}", at) or {}
+        init = snap.behaviour.get("cold_start_ms") or visitors.get("cold_start_ms") or COLD_START_MS
+        out.wall_ms += float(init) * rng.uniform(0.8, 1.6)
         out.cpu_ms += 25 * rng.uniform(0.8, 1.4)
     out.wall_ms += added_latency(snap, ep.route)
     if not _platform(snap, ep, at, rng, out):
@@ -320,6 +320,10 @@ def _app(
     _outside(snap, ep, at, rng, out, slow_scan=True)
     if out.outcome != "ok" or out.status >= 500:
         return
+    if ep.route == "GET /manuscripts" and snap.behaviour.get("pagination", True) is False:
+        out.response_bytes *= 60  # every manuscript of the author, analyses embedded
+        out.wall_ms += 700 * rng.uniform(0.8, 1.5)
+        out.cpu_ms += 90 * rng.uniform(0.8, 1.3)
     if ep.route == "POST /manuscripts":
         out.status = 201
         out.subrequests += 2

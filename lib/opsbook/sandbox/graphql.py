@@ -245,6 +245,18 @@ def _quantile_field(name: str) -> tuple[str, float] | None:
     return None
 
 
+def _getter(field_path: str, names: dict[str, str]) -> Any:
+    """A function reading the value `field_path` (e.g. sum_requests) from a result item."""
+    head, _, tail = field_path.partition("_")
+    if head in ("sum", "max", "min", "quantiles", "avg") and tail:
+        return lambda it: (it.get(names.get(head, head)) or {}).get(tail)
+    if field_path == "count":
+        return lambda it: it.get(names.get("count", "count"))
+    if field_path in DIMENSIONS:
+        return lambda it: (it.get(names.get("dimensions", "dimensions")) or {}).get(field_path)
+    return None
+
+
 def _order(
     items: list[dict[str, Any]], order: Any, groups: dict[str, Field], path: list[str]
 ) -> list[dict[str, Any]]:
@@ -253,21 +265,11 @@ def _order(
     for spec in reversed(order):
         text = str(spec)
         field_path, _, direction = text.rpartition("_")
-        if direction not in ("ASC", "DESC") or not field_path:
-            raise GraphQLError(f"invalid orderBy {text!r}", path)
-        head, _, tail = field_path.partition("_")
-        if head in ("sum", "max", "min", "quantiles", "avg") and tail:
-            getter = lambda it, h=head, t=tail: (it.get(names.get(h, h)) or {}).get(t)  # noqa: E731
-        elif field_path == "count":
-            getter = lambda it: it.get(names.get("count", "count"))  # noqa: E731
-        elif field_path in DIMENSIONS:
-            getter = lambda it, f=field_path: (
-                it.get(names.get("dimensions", "dimensions")) or {}
-            ).get(f)  # noqa: E731
-        else:
+        getter = _getter(field_path, names) if direction in ("ASC", "DESC") else None
+        if getter is None:
             raise GraphQLError(f"invalid orderBy {text!r}", path)
         items.sort(
-            key=lambda it: (getter(it) is None, getter(it) or 0), reverse=direction == "DESC"
+            key=lambda it, g=getter: (g(it) is None, g(it) or 0), reverse=direction == "DESC"
         )
     return items
 

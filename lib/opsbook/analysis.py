@@ -1,0 +1,296 @@
+"""Error rates, percentiles, change points and slow queries over logs and analytics.
+
+Pure data in, data out (pandas DataFrames and dataclasses); no notebook knowledge.
+Input frames have the columns of `clients.logs.COLUMNS` (ts, method, path, route,
+status, outcome, wall_ms, ...); only the columns a function uses must be present.
+
+Percentiles are linear-interpolated (pandas `quantile`, DuckDB `quantile_cont`).
+An error is a 5xx response or an invocation whose outcome is not `ok`.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+# RE2-compatible (pyarrow): a segment is an id when it is a UUID, a number, 12+ hex chars,
+# or a 20+ char token. `(/|$)` keeps the next slash; the pass runs twice for /id/id.
+ID_PATTERN = (
+    r"/(?:[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+    r"|[0-9]+|[0-9a-fA-F]{12,}|[A-Za-z0-9_\-]{20,})(/|$)"
+)
+SLUG_MIN_DISTINCT = 8  # a position with this many distinct values under one parent is a slug
+
+
+def _collapse_slugs(unique_paths: Iterable[str]) -> dict[str, str]:
+    """Segments with many distinct values under the same parent become `:slug`."""
+    split = {p: p.split("/") for p in unique_paths}
+    children: dict[tuple[str, ...], set[str]] = defaultdict(set)
+    for segs in split.values():
+        for i in range(1, len(segs)):
+            children[tuple(segs[:i])].add(segs[i])
+    mapping: dict[str, str] = {}
+    for path, segs in split.items():
+        new = list(segs)
+        for i in range(1, len(segs)):
+            seg = segs[i]
+            if seg.startswith(":") or not seg:
+                continue
+            if len(children[tuple(segs[:i])]) >= SLUG_MIN_DISTINCT:
+                new[i] = ":slug"
+        mapping[path] = "/".join(new)
+    return mapping
+
+
+def collapse_paths_arrow(paths: Any) -> Any:
+    """pyarrow strings -> a dictionary array of collapsed paths (ids, then slugs)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    arr = pc.fill_null(paths, "")
+    for _ in range(2):
+        arr = pc.replace_substring_regex(arr, ID_PATTERN, r"/:id\1")
+    encoded = pc.dictionary_encode(arr)
+    if isinstance(encoded, pa.ChunkedArray):
+        encoded = encoded.unify_dictionaries()
+        chunks = encoded.chunks
+    else:
+        chunks = [encoded]
+    if not chunks:
+        return pa.array([], pa.dictionary(pa.int32(), pa.string()))
+    dictionary = chunks[0].dictionary.to_pylist()
+    mapping = _collapse_slugs(dictionary)
+    new_dict = pa.array([mapping[d] for d in dictionary], pa.string())
+    out = [pa.DictionaryArray.from_arrays(c.indices, new_dict) for c in chunks]
+    return pa.chunked_array(out, type=out[0].type)
+
+
+def collapse_paths(paths: pd.Series) -> pd.Series:
+    """/manuscripts/123 -> /manuscripts/:id, uuids and hex ids too, high-cardinality slugs."""
+    import pyarrow as pa
+
+    arr = pa.array(paths.astype("object").where(paths.notna(), None).tolist(), pa.string())
+    collapsed = collapse_paths_arrow(arr).cast(pa.string())
+    return pd.Series(collapsed.to_pylist(), index=paths.index, dtype="str")
+
+
+def collapse_path(path: str) -> str:
+    return str(collapse_paths(pd.Series([path])).iloc[0])
+
+
+def route_column(method: pd.Series, path: pd.Series) -> pd.Series:
+    """'METHOD /collapsed/path' per row (queue and cron events keep their name)."""
+    return method.fillna("").astype("str") + " " + collapse_paths(path)
+
+
+def route_arrow(method: Any, path: Any) -> Any:
+    """The same as route_column over pyarrow arrays; a dictionary-encoded result."""
+    import pyarrow.compute as pc
+
+    joined = pc.binary_join_element_wise(
+        pc.fill_null(method, ""), collapse_paths_arrow(path).cast("string"), " "
+    )
+    return pc.dictionary_encode(joined)
+
+
+def _errors(df: pd.DataFrame) -> pd.Series:
+    err = pd.Series(False, index=df.index)
+    if "status" in df:
+        err |= df["status"].fillna(0).astype("int64") >= 500
+    if "outcome" in df:
+        err |= df["outcome"].fillna("ok") != "ok"
+    return err
+
+
+def _routes(df: pd.DataFrame) -> pd.Series:
+    if "route" in df:
+        return df["route"]
+    return route_column(df["method"], df["path"])
+
+
+def endpoint_stats(df: pd.DataFrame, value: str = "wall_ms") -> pd.DataFrame:
+    """Per route: requests, errors (5xx or not ok), error_rate, share, p50/p95/p99 of `value`."""
+    frame = pd.DataFrame(
+        {
+            "route": _routes(df).to_numpy(),
+            "error": _errors(df).to_numpy(),
+            "v": df[value].to_numpy(),
+        }
+    )
+    grouped = frame.groupby("route", sort=False, observed=True)
+    out = grouped.agg(requests=("error", "size"), errors=("error", "sum"))
+    q = grouped["v"].quantile([0.5, 0.95, 0.99]).unstack()
+    out["error_rate"] = out["errors"] / out["requests"]
+    out["share"] = out["requests"] / out["requests"].sum()
+    out["p50_ms"], out["p95_ms"], out["p99_ms"] = q[0.5], q[0.95], q[0.99]
+    out = out.reset_index().sort_values(["requests", "route"], ascending=[False, True])
+    return out.reset_index(drop=True)
+
+
+def percentiles(
+    df: pd.DataFrame, value: str = "wall_ms", qs: Sequence[float] = (0.5, 0.95, 0.99)
+) -> dict[float, float]:
+    series = df[value].dropna()
+    return {q: float(series.quantile(q)) for q in qs}
+
+
+def error_series(df: pd.DataFrame, freq: str = "1min") -> pd.DataFrame:
+    """Per time bucket: requests, errors, error_rate (index: bucket start, UTC)."""
+    import numpy as np
+
+    step = int(pd.Timedelta(freq).total_seconds() * 1000)
+    ts = df["ts"]
+    if ts.dt.tz is None:
+        ts = ts.dt.tz_localize("UTC")
+    ms = ts.dt.tz_convert("UTC").astype("datetime64[ms, UTC]").astype("int64").to_numpy()
+    if len(ms) == 0:
+        empty = pd.DataFrame(
+            {"requests": [], "errors": [], "error_rate": []},
+            index=pd.DatetimeIndex([], tz="UTC", name="ts"),
+        )
+        return empty.astype({"requests": "int64", "errors": "int64"})
+    first = ms.min() // step
+    idx = ms // step - first
+    requests = np.bincount(idx)
+    errors = np.bincount(idx, weights=_errors(df).to_numpy(dtype="float64")).astype("int64")
+    index = pd.to_datetime((np.arange(len(requests)) + first) * step, unit="ms", utc=True)
+    out = pd.DataFrame(
+        {"requests": requests, "errors": errors}, index=pd.DatetimeIndex(index, name="ts")
+    )
+    out["error_rate"] = np.where(requests > 0, errors / np.maximum(requests, 1), 0.0)
+    return out
+
+
+@dataclass(frozen=True)
+class Sustained:
+    start: pd.Timestamp
+    end: pd.Timestamp
+    minutes: float
+    peak: float
+    mean: float
+
+
+def sustained(
+    series: pd.Series | pd.DataFrame, threshold: float, minutes: float
+) -> Sustained | None:
+    """The longest run where the rate stays above `threshold` for at least `minutes`."""
+    rate = series["error_rate"] if isinstance(series, pd.DataFrame) else series
+    if rate.empty:
+        return None
+    step = (rate.index[1] - rate.index[0]) if len(rate) > 1 else pd.Timedelta(minutes=1)
+    above = (rate > threshold).to_numpy()
+    best: tuple[int, int] | None = None
+    start = None
+    for i, flag in enumerate([*above, False]):
+        if flag and start is None:
+            start = i
+        elif not flag and start is not None:
+            if best is None or i - start > best[1] - best[0]:
+                best = (start, i)
+            start = None
+    if best is None:
+        return None
+    span = rate.iloc[best[0] : best[1]]
+    length = (best[1] - best[0]) * step / pd.Timedelta(minutes=1)
+    if length < minutes:
+        return None
+    return Sustained(
+        span.index[0], span.index[-1] + step, float(length), float(span.max()), float(span.mean())
+    )
+
+
+@dataclass(frozen=True)
+class ChangePoint:
+    at: pd.Timestamp
+    before: float  # mean rate before
+    after: float  # mean rate after
+    deployment: dict[str, Any] | None  # the deployment at or just before the onset
+    lag_minutes: float | None  # onset minus deployment time
+
+
+def change_points(
+    series: pd.Series | pd.DataFrame,
+    deployments: Sequence[dict[str, Any]] = (),
+    *,
+    min_jump: float = 0.02,
+    window: int = 10,
+    match_minutes: float = 30,
+) -> list[ChangePoint]:
+    """Onsets where the mean rate over `window` buckets jumps by `min_jump` or more,
+    each lined up with the latest deployment (`created_on`) up to `match_minutes` before."""
+    rate = series["error_rate"] if isinstance(series, pd.DataFrame) else series
+    if len(rate) < 2 * window:
+        window = max(1, len(rate) // 2)
+    if len(rate) < 2:
+        return []
+    values = rate.to_numpy(dtype=float)
+    scores = []
+    for i in range(window, len(values) - window + 1):
+        before, after = values[i - window : i].mean(), values[i : i + window].mean()
+        scores.append((after - before, i, before, after))
+    deps = sorted(
+        (
+            (
+                pd.Timestamp(d["created_on"]).tz_convert("UTC")
+                if pd.Timestamp(d["created_on"]).tzinfo
+                else pd.Timestamp(d["created_on"]).tz_localize("UTC"),
+                d,
+            )
+            for d in deployments
+        ),
+        key=lambda x: x[0],
+    )
+    out: list[ChangePoint] = []
+    taken: list[int] = []
+    for jump, i, before, after in sorted(scores, reverse=True):
+        if jump < min_jump or any(abs(i - j) < window for j in taken):
+            continue
+        taken.append(i)
+        # the exact onset: the first bucket in the window that rises above the midpoint
+        mid = (before + after) / 2
+        onset = next(
+            (
+                k
+                for k in range(i - window // 2, min(i + window, len(values)))
+                if k >= 0 and values[k] > mid
+            ),
+            i,
+        )
+        at = rate.index[onset]
+        match = [
+            (t, d)
+            for t, d in deps
+            if pd.Timedelta(0)
+            <= at - t
+            <= pd.Timedelta(minutes=match_minutes) + (rate.index[1] - rate.index[0])
+        ]
+        dep = match[-1] if match else None
+        lag = (at - dep[0]) / pd.Timedelta(minutes=1) if dep else None
+        out.append(ChangePoint(at, float(before), float(after), dep[1] if dep else None, lag))
+    return sorted(out, key=lambda c: c.at)
+
+
+def slow_queries(results: Iterable[dict[str, Any]], threshold_ms: float = 100.0) -> pd.DataFrame:
+    """D1 query results (`{sql?, meta:{duration, rows_read, ...}}`) slower than `threshold_ms`."""
+    rows = []
+    for r in results:
+        meta = r.get("meta") or {}
+        duration = meta.get("duration", (meta.get("timings") or {}).get("sql_duration_ms", 0.0))
+        rows.append(
+            {
+                "sql": r.get("sql", ""),
+                "duration_ms": float(duration or 0.0),
+                "rows_read": int(meta.get("rows_read", 0) or 0),
+                "rows_written": int(meta.get("rows_written", 0) or 0),
+            }
+        )
+    df = pd.DataFrame(rows, columns=["sql", "duration_ms", "rows_read", "rows_written"])
+    return (
+        df[df["duration_ms"] >= threshold_ms]
+        .sort_values("duration_ms", ascending=False)
+        .reset_index(drop=True)
+    )
