@@ -148,6 +148,9 @@ def test_secret_change_then_rollback_needs_force(fresh_cf: Cloudflare) -> None:
     with pytest.raises(ConflictError, match="force") as err:
         cf.rollback(MANUSCRIPT, older, "try without force")
     assert err.value.code == 10220 and err.value.status == 400
+    assert str(err.value).endswith(
+        "The following secrets have changed: JWT_SECRET (code 10220). A secret changed since the target version was created; deploy with force to use the current secrets."
+    )
     assert cf.deployments(MANUSCRIPT)[0]["versions"][0]["version_id"] != older
     made = cf.rollback(MANUSCRIPT, older, "with force", force=True)
     assert cf.deployments(MANUSCRIPT)[0]["id"] == made["id"]

@@ -197,12 +197,14 @@ async def create_deployment(request: Request) -> Response:
     force = request.query_params.get("force", "").lower() in ("true", "1")
     for version_id, _ in shares:
         version = _version(state, script["name"], version_id)
-        if not force and version.created_on < script["secrets_changed_on"]:
+        changed = wm.changed_secrets(state, script["name"], version.created_on)
+        if changed and not force:
             raise CFError(
                 400,
                 10220,
-                "A secret has changed since the version you are deploying was created. "
-                "Deploying it would use the current secrets; retry with force=true to proceed.",
+                f"Secrets changed since version {version_id} was created; deploy with "
+                "force=true to use the current secrets. "
+                f"The following secrets have changed: {', '.join(changed)}",
             )
     annotations = body.get("annotations") or {}
     deployment_id = wm.deploy(

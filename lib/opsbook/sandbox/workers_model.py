@@ -34,8 +34,7 @@ SCHEMA = """
 CREATE TABLE IF NOT EXISTS scripts (
     name TEXT PRIMARY KEY, profile TEXT NOT NULL, created_on TEXT NOT NULL,
     modified_on TEXT NOT NULL, compatibility_date TEXT NOT NULL,
-    usage_model TEXT NOT NULL DEFAULT 'standard', handlers TEXT NOT NULL,
-    secrets_changed_on TEXT NOT NULL
+    usage_model TEXT NOT NULL DEFAULT 'standard', handlers TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS versions (
     id TEXT PRIMARY KEY, script TEXT NOT NULL, number INTEGER NOT NULL,
@@ -53,6 +52,9 @@ CREATE INDEX IF NOT EXISTS idx_deployments_script ON deployments(script, created
 CREATE TABLE IF NOT EXISTS secrets (
     script TEXT NOT NULL, name TEXT NOT NULL, type TEXT NOT NULL DEFAULT 'secret_text',
     value TEXT NOT NULL, updated_on TEXT NOT NULL, PRIMARY KEY (script, name)
+);
+CREATE TABLE IF NOT EXISTS secret_events (
+    script TEXT NOT NULL, name TEXT NOT NULL, at TEXT NOT NULL, action TEXT NOT NULL
 );
 """
 
@@ -244,7 +246,7 @@ def put_secret(
             "value = excluded.value, updated_on = excluded.updated_on",
             (script, name, type_, value, stamp),
         )
-        db.execute("UPDATE scripts SET secrets_changed_on = ? WHERE name = ?", (stamp, script))
+        db.execute("INSERT INTO secret_events VALUES (?,?,?,'put')", (script, name, stamp))
 
 
 def delete_secret(state: State, script: str, name: str) -> bool:
@@ -252,8 +254,28 @@ def delete_secret(state: State, script: str, name: str) -> bool:
     with state.tx() as db:
         cur = db.execute("DELETE FROM secrets WHERE script = ? AND name = ?", (script, name))
         if cur.rowcount:
-            db.execute("UPDATE scripts SET secrets_changed_on = ? WHERE name = ?", (stamp, script))
+            db.execute("INSERT INTO secret_events VALUES (?,?,?,'delete')", (script, name, stamp))
     return bool(cur.rowcount)
+
+
+def changed_secrets(state: State, script: str, since: str) -> list[str]:
+    """Names of the secrets put or deleted after `since` (an ISO time)."""
+    with state.read() as db:
+        rows = db.execute(
+            "SELECT DISTINCT name FROM secret_events WHERE script = ? AND at > ? ORDER BY name",
+            (script, since),
+        ).fetchall()
+    return [r["name"] for r in rows]
+
+
+def backdate_secret_change(state: State, script: str, name: str, when: datetime) -> None:
+    """Make the latest change of a secret look as if it happened at `when` (faults)."""
+    stamp = iso(when)
+    with state.tx() as db:
+        db.execute("UPDATE secret_events SET at = ? WHERE script = ? AND name = ? AND at > ?",
+                   (stamp, script, name, stamp))  # fmt: skip
+        db.execute("UPDATE secrets SET updated_on = ? WHERE script = ? AND name = ? AND updated_on > ?",
+                   (stamp, script, name, stamp))  # fmt: skip
 
 
 # ---- seed ----------------------------------------------------------------------
@@ -318,10 +340,9 @@ def _seed_profile(state: State, rng: random.Random, profile: Profile) -> None:
     t0 = now() - timedelta(days=14)
     with state.tx() as db:
         db.execute(
-            "INSERT INTO scripts VALUES (?,?,?,?,?,?,?,?)",
+            "INSERT INTO scripts VALUES (?,?,?,?,?,?,?)",
             (profile.worker, profile.name, iso(t0 - timedelta(days=90)), iso(t0),
-             "2025-01-01", "standard", json.dumps(["fetch", "queue", "scheduled"]),
-             iso(t0 - timedelta(days=1))),
+             "2025-01-01", "standard", json.dumps(["fetch", "queue", "scheduled"])),
         )  # fmt: skip
         for name in profile.required_secrets:
             db.execute(

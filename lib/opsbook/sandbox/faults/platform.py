@@ -69,14 +69,6 @@ def _onset(options: dict[str, Any], default_minutes: int) -> datetime:
     return datetime.now(UTC) - timedelta(minutes=_int(options, "minutes_ago", default_minutes))
 
 
-def _set_secrets_changed(state: State, script: str, when: datetime) -> None:
-    stamp = workers_model.iso(when)
-    with state.tx() as db:
-        db.execute("UPDATE secrets SET updated_on = ? WHERE script = ? AND updated_on > ?",
-                   (stamp, script, stamp))  # fmt: skip
-        db.execute("UPDATE scripts SET secrets_changed_on = ? WHERE name = ?", (stamp, script))
-
-
 # ---- bad-deploy ------------------------------------------------------------------
 def apply_bad_deploy(state: State, options: dict[str, Any]) -> None:
     profile = _profile(options)
@@ -117,7 +109,7 @@ def apply_secret_missing(state: State, options: dict[str, Any]) -> None:
     onset = _onset(options, 10)
     value = workers_model.secret_values(state, profile.worker).get(name)
     workers_model.delete_secret(state, profile.worker, name)
-    _set_secrets_changed(state, profile.worker, onset)
+    workers_model.backdate_secret_change(state, profile.worker, name, onset)
     _remember(state, "secret-missing", {"script": profile.worker, "name": name, "value": value})
     _regenerate(state, profile.worker, onset)
 
@@ -142,7 +134,7 @@ def apply_jwt_secret(state: State, options: dict[str, Any]) -> None:
     else:
         rotated = base64.b64encode(secrets.token_bytes(32)).decode()
         workers_model.put_secret(state, profile.worker, "JWT_SECRET", rotated)
-    _set_secrets_changed(state, profile.worker, onset)
+    workers_model.backdate_secret_change(state, profile.worker, "JWT_SECRET", onset)
     _remember(state, "jwt-secret-missing", {"script": profile.worker, "value": value})
     _regenerate(state, profile.worker, onset)
 
