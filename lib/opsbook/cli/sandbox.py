@@ -105,6 +105,7 @@ def status(state: str | None, as_json: bool) -> None:
                 "sandbox is [red]not running[/]: start it with `opsbook sandbox start`"
             )
         sys.exit(1)
+    active = faultctl.active(State(info.state_dir))
     data = {
         "running": True,
         "pid": info.pid,
@@ -112,7 +113,7 @@ def status(state: str | None, as_json: bool) -> None:
         "state_dir": str(info.state_dir),
         "account_id": info.account_id,
         "urls": info.urls(),
-        "active_faults": faultctl.active(State(info.state_dir)),
+        "active_faults": active,
     }
     if as_json:
         click.echo(json.dumps(data, indent=2))
@@ -125,7 +126,7 @@ def status(state: str | None, as_json: bool) -> None:
     for name, url in info.urls().items():
         table.add_row(name, url)
     table.add_row("account id", info.account_id)
-    faults = ", ".join(f["name"] for f in data["active_faults"]) or "none"  # type: ignore[union-attr]
+    faults = ", ".join(f["name"] for f in active) or "none"
     table.add_row("active faults", faults)
     _console().print(table)
 
