@@ -35,12 +35,15 @@ def _cf(exc: BaseException) -> CFError:
     return CFError(err.status, err.code, err.message)
 
 
-def _database(request: Request) -> tuple[State, d1data.Database]:
+def _database(request: Request, *, data: bool = True) -> tuple[State, d1data.Database]:
+    """The path's database; with `data`, also check it answers (fault d1-unavailable)."""
     check_account(request)
     state = from_request(request)
     database = d1data.find(state, request.path_params["database_id"])
     if database is None or database.uuid != request.path_params["database_id"]:
         raise CFError(404, 7404, "The database could not be found")
+    if data and not database.available:
+        raise CFError(503, 7500, d1data.UNAVAILABLE_MESSAGE)
     return state, database
 
 
@@ -54,7 +57,7 @@ async def list_databases(request: Request) -> Response:
 
 
 async def get_database(request: Request) -> Response:
-    state, database = _database(request)
+    state, database = _database(request, data=False)
     info = database.info(state)
     info["running_in_region"] = "ENAM"
     info["read_replication"] = {"mode": "disabled"}
