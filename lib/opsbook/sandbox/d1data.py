@@ -55,6 +55,7 @@ CREATE INDEX IF NOT EXISTS idx_d1_snapshots_db ON d1_snapshots(db_uuid, taken_at
 """
 
 RETENTION_DAYS = 30
+KEEP_SNAPSHOTS = 12  # on-demand snapshots kept per database (nightly backups aside)
 UNAVAILABLE_MESSAGE = "D1_ERROR: Network connection lost."
 
 
@@ -196,7 +197,41 @@ def snapshot(state: State, database: Database, reason: str, at: float | None = N
             "INSERT INTO d1_snapshots(db_uuid, taken_at, path, reason) VALUES (?,?,?,?)",
             (database.uuid, taken, name, reason),
         )
-        return int(cur.lastrowid or 0)
+        snap_id = int(cur.lastrowid or 0)
+    prune(state, database.uuid)
+    return snap_id
+
+
+# Nightly backups and the snapshots faults take (their heal restores them) are never pruned.
+_ON_DEMAND = "reason NOT IN ('nightly backup', 'seed') AND reason NOT LIKE 'before fault%'"
+
+
+def prune(state: State, db_uuid: str, keep: int = KEEP_SNAPSHOTS) -> int:
+    """Forget snapshots past the retention window, and all but the newest `keep` taken on
+    demand (bookmarks, before writes, restores, imports). Returns the files removed."""
+    cutoff = time.time() - RETENTION_DAYS * 86400
+    with state.tx() as db:
+        old = db.execute(
+            f"SELECT id FROM d1_snapshots WHERE db_uuid = ? AND (taken_at < ? OR ({_ON_DEMAND} "
+            f"AND id NOT IN (SELECT id FROM d1_snapshots WHERE db_uuid = ? AND {_ON_DEMAND} "
+            "ORDER BY taken_at DESC, id DESC LIMIT ?)))",
+            (db_uuid, cutoff, db_uuid, keep),
+        ).fetchall()
+        ids = [r[0] for r in old]
+        paths = {
+            r[0]
+            for r in db.execute(
+                f"SELECT path FROM d1_snapshots WHERE id IN ({','.join('?' * len(ids))})", ids
+            )
+        }
+        db.executemany("DELETE FROM d1_snapshots WHERE id = ?", [(i,) for i in ids])
+        used = {r[0] for r in db.execute("SELECT DISTINCT path FROM d1_snapshots")}
+    removed = 0
+    for name in paths - used:
+        with contextlib.suppress(FileNotFoundError):
+            (state.snapshots_dir / name).unlink()
+            removed += 1
+    return removed
 
 
 def _digest(db_uuid: str, snap_id: int) -> str:
