@@ -114,6 +114,34 @@ def rows_read(
     return total
 
 
+def rows_written(conn: sqlite3.Connection, sql: str, changes: int) -> int:
+    """Rows plus index entries written, as D1 counts them: an INSERT or DELETE writes every
+    index of the table; an UPDATE writes the indexes over the columns it sets."""
+    try:
+        tree = sqlglot.parse_one(sql, read="sqlite")
+    except (sqlglot.errors.ParseError, ValueError):
+        return changes
+    if not isinstance(tree, exp.Insert | exp.Update | exp.Delete):
+        return changes
+    table = tree.find(exp.Table)
+    if table is None:
+        return changes
+    indexes = [
+        r[0]
+        for r in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = ?", (table.name,)
+        )
+    ]
+    if isinstance(tree, exp.Update):
+        set_cols = {e.this.name for e in tree.expressions if isinstance(e, exp.EQ)}
+        indexes = [
+            name
+            for name in indexes
+            if set_cols & {r[2] for r in conn.execute(f'PRAGMA index_info("{name}")')}
+        ]
+    return changes * (1 + len(indexes))
+
+
 def execute(
     conn: sqlite3.Connection, stmt: Statement
 ) -> tuple[list[str], list[tuple[Any, ...]], dict[str, Any]]:
@@ -145,6 +173,6 @@ def execute(
         ),
         "size_after": 0,
         "rows_read": rows_read(conn, stmt, plan, len(rows), changes) if plan else len(rows),
-        "rows_written": changes,
+        "rows_written": rows_written(conn, stmt.sql, changes) if write and changes else 0,
     }
     return columns, rows, meta
