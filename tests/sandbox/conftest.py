@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 from collections.abc import Iterator
@@ -69,9 +70,14 @@ def sandbox(
 def fresh_sandbox(
     sandbox: sandbox_api.SandboxInfo, sandbox_pristine: Path
 ) -> sandbox_api.SandboxInfo:
+    """The session sandbox, restarted on a pristine copy of its state. The session's
+    SandboxInfo is updated in place (pid, ports), so later tests see the new server."""
     sandbox_api.stop(sandbox.state_dir)
     _restore(sandbox_pristine, sandbox.state_dir)
-    return sandbox_api.start(sandbox.state_dir)
+    restarted = sandbox_api.start(sandbox.state_dir)
+    for f in dataclasses.fields(restarted):
+        setattr(sandbox, f.name, getattr(restarted, f.name))
+    return sandbox
 
 
 def cloudflare_client(info: sandbox_api.SandboxInfo) -> Cloudflare:
