@@ -125,11 +125,12 @@ class State:
 
     # ---- databases -----------------------------------------------------------
     def control(self) -> sqlite3.Connection:
-        """A new connection to control.sqlite (WAL, busy timeout, Row rows). Close it."""
+        """A new connection to control.sqlite (WAL, busy timeout, Row rows). Close it.
+
+        Autocommit mode: use `tx()` for a transaction. WAL is set once, at rebuild()."""
         conn = sqlite3.connect(self.control_path, timeout=10, isolation_level=None)
         conn.row_factory = sqlite3.Row
         conn.execute("PRAGMA busy_timeout = 10000")
-        conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("PRAGMA synchronous = NORMAL")
         conn.execute("PRAGMA foreign_keys = ON")
         return conn
@@ -197,6 +198,7 @@ class State:
         modules = [(name, mod) for name in MODULES if (mod := load_module(name)) is not None]
         conn = self.control()
         try:
+            conn.execute("PRAGMA journal_mode = WAL")  # persistent: stored in the file
             conn.executescript(CORE_SCHEMA)
             for _, mod in modules:
                 ddl = getattr(mod, "SCHEMA", None)
