@@ -152,3 +152,23 @@ def test_bad_key_is_a_401_in_stripe_shape(sandbox: sandbox_api.SandboxInfo) -> N
         pytest.raises(AuthenticationError, match="STRIPE_SECRET_KEY"),
     ):
         st.customer_by_email("prodtest1@example.com")
+
+
+def test_unknown_url_is_a_stripe_404(sandbox: sandbox_api.SandboxInfo) -> None:
+    key = sandbox.credentials["OPSBOOK_SANDBOX_STRIPE_KEY"]
+    r = httpx.get(f"{sandbox.base_url}/v1/charges_nope", headers={"Authorization": f"Bearer {key}"})
+    assert r.status_code == 404
+    assert r.json()["error"]["message"].startswith(
+        "Unrecognized request URL (GET: /v1/charges_nope)"
+    )
+    missing = httpx.get(
+        f"{sandbox.base_url}/v1/customers/cus_nope", auth=(key, "")
+    )  # basic auth, as curl -u
+    assert missing.status_code == 404
+    assert missing.json()["error"] == {
+        "type": "invalid_request_error",
+        "message": "No such customer: 'cus_nope'",
+        "code": "resource_missing",
+        "doc_url": "https://stripe.com/docs/error-codes/resource-missing",
+        "param": "id",
+    }

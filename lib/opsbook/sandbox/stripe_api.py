@@ -354,6 +354,15 @@ async def balance_transactions(request: Request, state: State, p: dict[str, Any]
     return out
 
 
+async def unrecognized(request: Request) -> Response:
+    path = request.url.path
+    return StripeError(
+        404,
+        f"Unrecognized request URL ({request.method}: {path}). Please see https://stripe.com/docs "
+        "or we can help at https://support.stripe.com/.",
+    ).response()
+
+
 routes = [
     Route("/customers", customers_list, methods=["GET"]),
     Route("/customers/search", customers_search, methods=["GET"]),
@@ -367,4 +376,5 @@ routes = [
     Route("/events/{id}", event_get, methods=["GET"]),
     Route("/events/{id}/retry", event_retry, methods=["POST"]),
     Route("/balance_transactions", balance_transactions, methods=["GET"]),
+    Route("/{path:path}", unrecognized, methods=["GET", "POST", "DELETE"]),
 ]
