@@ -152,3 +152,16 @@ def test_rollback_after_a_secret_change_names_the_secret(
     out = wrangler("rollback", target, "--name", MANUSCRIPT, "-m", "after rotation", "-y").stdout
     assert "The following secrets have changed" in out and "* JWT_SECRET" in out
     assert fresh_cf.deployments(MANUSCRIPT)[0]["versions"][0]["version_id"] == target
+
+
+def test_kv_key_put_with_metadata_and_get(
+    fresh_sandbox: sandbox_api.SandboxInfo, fresh_cf: Cloudflare, tmp_path: Path
+) -> None:
+    wrangler = wrangler_for(fresh_sandbox, tmp_path)
+    ns = fresh_cf.kv_namespace_id("feature-flags")
+    wrangler("kv", "key", "put", "flag:maintenance", "on", "--namespace-id", ns, "--remote",
+             "--metadata", '{"by": "ops"}', "--ttl", "3600")  # fmt: skip
+    got = wrangler("kv", "key", "get", "flag:maintenance", "--namespace-id", ns, "--remote")
+    assert got.stdout.strip().endswith("on")
+    [key] = [k for k in fresh_cf.kv_keys(ns, prefix="flag:maintenance")]
+    assert key["metadata"] == {"by": "ops"} and key["expiration"] > 0
