@@ -227,7 +227,7 @@ def _papermill() -> Any:
         from papermill.engines import NBClientEngine, papermill_engines
     if not _ENGINE_READY:
 
-        class OpsbookEngine(NBClientEngine):  # type: ignore[misc]
+        class OpsbookEngine(NBClientEngine):
             """papermill's nbclient engine, reporting cell progress and keeping the notebook."""
 
             @classmethod
@@ -273,7 +273,7 @@ def _kernel_manager_class() -> Any:
     from jupyter_client.manager import AsyncKernelManager
     from traitlets import CaselessStrEnum
 
-    class IpcKernelManager(AsyncKernelManager):  # type: ignore[misc]
+    class IpcKernelManager(AsyncKernelManager):
         transport = CaselessStrEnum(["tcp", "ipc"], default_value="ipc", config=True)
 
     return IpcKernelManager
