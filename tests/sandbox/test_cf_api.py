@@ -136,6 +136,8 @@ def test_rollback_deploys_an_older_version(fresh_cf: Cloudflare) -> None:
     made = cf.rollback(MANUSCRIPT, target["id"], "Rollback due to issue")
     assert made["versions"] == [{"version_id": target["id"], "percentage": 100}]
     assert made["annotations"]["workers/message"] == "Rollback due to issue"
+    assert made["author_email"] == "ops@sandbox.opsbook.dev"  # the token's user
+    assert made["source"] == "api"
     current = cf.deployments(MANUSCRIPT)[0]
     assert current["id"] == made["id"]
     assert current["versions"][0]["version_id"] == target["id"]

@@ -141,6 +141,7 @@ def test_rollback(
     now = fresh_cf.deployments(MANUSCRIPT)[0]
     assert now["versions"] == [{"version_id": target, "percentage": 100}]
     assert now["annotations"]["workers/message"] == "Emergency rollback"
+    assert now["source"] == "wrangler"
 
 
 def test_rollback_after_a_secret_change_names_the_secret(

@@ -17,7 +17,7 @@ from starlette.routing import Route
 from . import workers_model as wm
 from .cf_account import check_account
 from .envelope import CFError, json_body, ok, page_slice
-from .state import State, from_request
+from .state import USER_EMAIL, State, from_request
 
 BASE = "/accounts/{account_id}/workers"
 SCRIPT = BASE + "/scripts/{script_name}"
@@ -207,9 +207,10 @@ async def create_deployment(request: Request) -> Response:
                 f"The following secrets have changed: {', '.join(changed)}",
             )
     annotations = body.get("annotations") or {}
+    agent = request.headers.get("user-agent", "").lower()
     deployment_id = wm.deploy(
         state, script["name"], shares, annotations.get("workers/message"),
-        author_email=None, source="api",
+        author_email=USER_EMAIL, source="wrangler" if agent.startswith("wrangler") else "api",
     )  # fmt: skip
     row = next(r for r in wm.deployments(state, script["name"]) if r["id"] == deployment_id)
     return ok(deployment_json(row))
