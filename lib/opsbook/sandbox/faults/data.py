@@ -149,16 +149,14 @@ def corrupt_file(
     path = state.d1_path(database.uuid)
     with contextlib.closing(sqlite3.connect(path)) as conn:
         page_size = conn.execute("PRAGMA page_size").fetchone()[0]
-        pages = [
-            r[0]
-            for r in conn.execute(
-                "SELECT pageno FROM dbstat WHERE name = ? ORDER BY pageno", (table,)
-            )
-        ]
-    pages = [p for p in pages if p > 2]
-    if not pages:
+        pages = conn.execute(
+            "SELECT pageno, pagetype FROM dbstat WHERE name = ? ORDER BY pageno", (table,)
+        ).fetchall()
+    leaves = [p for p, kind in pages if kind == "leaf" and p > 2]
+    if not leaves:
         raise ValueError(f"table {table} has no pages to corrupt in {database.name}")
-    hit = sorted(rng.sample(pages, min(len(pages), max(3, len(pages) // 8))))
+    # the first leaf holds the first rows (BPC-157's studies), so the damage shows in the app
+    hit = sorted({leaves[0], *rng.sample(leaves, min(len(leaves), max(3, len(leaves) // 8)))})
     with path.open("r+b") as fh:
         for pageno in hit:
             fh.seek((pageno - 1) * page_size)
