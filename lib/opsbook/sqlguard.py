@@ -260,6 +260,18 @@ def count_rows_sql(stmt: exp.Expr) -> str:
     return exp.select(exp.Count(this=exp.Star()).as_("n")).from_(bare).sql(DIALECT)
 
 
+def dependents_sql(rows_sql: str, child: str, column: str, ref: str) -> str:
+    """COUNT(*) of `child` rows whose `column` points at (`ref` of) the rows `rows_sql`
+    selects: what a DELETE would leave dangling. Identifiers are quoted, never pasted."""
+    inner = sqlglot.parse_one(rows_sql, read=DIALECT)
+    if not isinstance(inner, exp.Select):
+        raise ValueError("dependents_sql() takes the rows SELECT of preview_sql()")
+    inner = inner.select(exp.column(ref, quoted=True), append=False)
+    target = exp.column(column, table=child, quoted=True)
+    count = exp.select(exp.Count(this=exp.Star()).as_("n")).from_(exp.table_(child, quoted=True))
+    return count.where(target.isin(query=inner)).sql(DIALECT)
+
+
 def _placeholders(node: exp.Expr | None) -> int:
     return 0 if node is None else sum(1 for _ in node.find_all(exp.Placeholder))
 

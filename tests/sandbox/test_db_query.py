@@ -54,9 +54,20 @@ def test_an_unapproved_cleanup_previews_the_real_rows_and_changes_nothing(
     assert result.exit_code == 3
     record = result.record
     assert record["verdict"]["cause"] == "write-pending"
-    [preview] = [f for f in record["findings"] if f.get("step") == "Preview"]
+    [preview] = [f for f in record["findings"] if "would change" in f["message"]]
     assert preview["evidence"]["touched"] == real
     assert preview["evidence"]["total"] == before["users"]
+    # the manuscripts of those users would be left pointing at nobody: said, with the count
+    owned = scalar(
+        cf,
+        "SELECT COUNT(*) FROM manuscripts WHERE author_id IN "
+        "(SELECT id FROM users WHERE email LIKE 'prodtest%@example.com')",
+    )
+    dangling = [f["evidence"] for f in record["findings"] if "dangling" in f["message"]]
+    assert dangling == [
+        {"table": "manuscripts", "column": "author_id", "references": "users.id", "rows": owned}
+    ]
+    assert owned > 0
     [action] = record["actions"]
     assert (action["id"], action["mode"], action["risk"]) == ("write", "dry-run", "destructive")
     assert action["preview"]["wrangler"] == (

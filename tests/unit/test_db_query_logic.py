@@ -134,3 +134,13 @@ def test_the_rerun_command_carries_the_statement() -> None:
         "-p 'sql=UPDATE peptides SET evidence_grade = ? WHERE slug = ?' "
         '-p \'sql_params=["high", "bpc-157"]\' --approve write'
     )
+
+
+@pytest.mark.parametrize(
+    ("touched", "total", "everything"),
+    [(8000, 8000, True), (5, 8000, False), (1, 1, False), (0, 0, False), (None, 10, False)],
+)
+def test_a_write_over_every_row_is_recognised(
+    touched: int | None, total: int, everything: bool
+) -> None:
+    assert dq.WritePreview(touched, total).everything is everything

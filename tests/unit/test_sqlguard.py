@@ -6,7 +6,7 @@ import sqlite3
 
 import pytest
 
-from opsbook.sqlguard import check, paginate, preview_params, preview_sql
+from opsbook.sqlguard import check, dependents_sql, paginate, preview_params, preview_sql
 
 ALWAYS = "refused whatever is approved"
 
@@ -184,6 +184,14 @@ def test_preview_touches_exactly_the_rows_the_write_changes(
     db.execute(g.sql, params)
     changed = db.total_changes - before
     assert count == len(rows) == changed > 0
+
+
+def test_dependents_counts_the_rows_a_delete_leaves_dangling(db: sqlite3.Connection) -> None:
+    g = check("DELETE FROM users WHERE id IN (?, ?, ?)")
+    preview = preview_sql(g.statement)
+    sql = dependents_sql(preview.rows_sql, "subs", "user_id", "id")
+    assert db.execute(sql, [1, 3, 4]).fetchone()[0] == 2  # user 1 has two subs
+    assert db.execute(sql, [3, 4, 5]).fetchone()[0] == 0
 
 
 def test_preview_is_only_for_update_and_delete() -> None:

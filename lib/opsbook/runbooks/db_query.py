@@ -212,6 +212,45 @@ def preview(cf: Cloudflare, db: str, g: sqlguard.Guarded, params: list[Any]) -> 
     return WritePreview(touched, total, sample, p.count_sql, p.rows_sql)
 
 
+TABLES_SQL = (
+    "SELECT name FROM sqlite_master WHERE type = 'table' "
+    "AND name NOT LIKE 'sqlite_%' AND name NOT LIKE '_cf_%'"
+)
+FOREIGN_KEYS_SQL = (
+    'SELECT "from" AS col, "to" AS ref, "table" AS parent FROM pragma_foreign_key_list(?)'
+)
+
+
+def dependents(
+    cf: Cloudflare, db: str, g: sqlguard.Guarded, params: list[Any]
+) -> list[dict[str, Any]]:
+    """For a DELETE: rows of other tables whose foreign keys point at the rows it
+    removes ({table, column, references, rows}), found through the schema."""
+    if g.statement is None or g.statement.key != "delete" or g.target is None:
+        return []
+    target = g.target.split(".")[-1]
+    p = sqlguard.preview_sql(g.statement)
+    args = sqlguard.preview_params(p, params)
+    found = []
+    for row in cf.d1_query(db, TABLES_SQL)[0]["results"]:
+        child = str(row["name"])
+        for fk in cf.d1_query(db, FOREIGN_KEYS_SQL, [child])[0]["results"]:
+            if fk["parent"] != target or not fk["ref"]:
+                continue
+            sql = sqlguard.dependents_sql(p.rows_sql, child, fk["col"], fk["ref"])
+            n = int(cf.d1_query(db, sql, args)[0]["results"][0]["n"])
+            if n:
+                found.append(
+                    {
+                        "table": child,
+                        "column": fk["col"],
+                        "references": f"{target}.{fk['ref']}",
+                        "rows": n,
+                    }
+                )
+    return found
+
+
 def _shell_double_quoted(text: str) -> str:
     for ch in ("\\", '"', "$", "`"):
         text = text.replace(ch, "\\" + ch)
