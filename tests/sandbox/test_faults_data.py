@@ -154,6 +154,7 @@ def test_corrupt_and_restore_from_time_travel(p: Platform) -> None:
         ).status_code
         >= 400
     )
+    assert p.http.get("/apps/peptalk/api/peptides/bpc-157").status_code >= 500
     # the runbook's remedy: a time-travel restore to before the corruption
     mark = p.cf.get(
         f"/database/{p.db['peptalk-production-db']}/time_travel/bookmark",
@@ -165,6 +166,7 @@ def test_corrupt_and_restore_from_time_travel(p: Platform) -> None:
     )
     assert restored.status_code == 200
     assert p.rows("peptalk-production-db", "PRAGMA integrity_check") == [{"integrity_check": "ok"}]
+    assert p.http.get("/apps/peptalk/api/peptides/bpc-157").status_code == 200
     faultctl.heal(p.state, "corrupt")
     assert p.rows("peptalk-production-db", "SELECT count(*) AS n FROM studies")[0]["n"] >= 2_500
 
