@@ -42,7 +42,6 @@ class Guarded:
     target: str | None = None
     where: str | None = None
     refused: str | None = None
-    warnings: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -61,7 +60,6 @@ class Guarded:
             "target": self.target,
             "where": self.where,
             "refused": self.refused,
-            "warnings": self.warnings,
             "sql": self.sql,
         }
 
