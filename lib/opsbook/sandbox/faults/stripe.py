@@ -25,8 +25,8 @@ from .data import onset, recall, regenerate, remember
 
 DEFAULT_EMAIL = "prodtest1@example.com"
 USER_OPTIONS = {
-    "email": f"the user (default {DEFAULT_EMAIL})",
-    "profile": "peptalk (default) or manuscript",
+    "email": f"a subscribed PepTalk user (default {DEFAULT_EMAIL})",
+    "profile": "peptalk",
 }
 HOOK_OPTIONS = {"profile": "peptalk (default) or manuscript", "minutes_ago": "onset (default 30)"}
 
@@ -332,20 +332,21 @@ def heal_endpoint_disabled(state: State) -> None:
 
 
 BOTH = ("peptalk", "manuscript")
+PEPTALK = ("peptalk",)  # subscription access is seed 004's; its prodtest users subscribe
 register(Fault(
-    name="expired", runbook="subscription-access", verdict="expired", profiles=BOTH,
+    name="expired", runbook="subscription-access", verdict="expired", profiles=PEPTALK,
     summary="The user's subscription ended 3 days ago, in Stripe and in D1.",
     symptom="The PDF answers 402 'Subscription required'; Stripe and D1 both show status canceled.",
     apply=apply_expired, heal=heal_expired, options=USER_OPTIONS,
 ))  # fmt: skip
 register(Fault(
-    name="webhook-missed", runbook="subscription-access", verdict="webhook-missed", profiles=BOTH,
+    name="webhook-missed", runbook="subscription-access", verdict="webhook-missed", profiles=PEPTALK,
     summary="Stripe renewed the subscription, but the customer.subscription.updated webhook failed.",
     symptom="Stripe: active, period end in the future; D1: current_period_end in the past; the event has pending_webhooks=1.",
     apply=apply_webhook_missed, heal=heal_webhook_missed, options=USER_OPTIONS,
 ))  # fmt: skip
 register(Fault(
-    name="session-invalid", runbook="subscription-access", verdict="session-invalid", profiles=BOTH,
+    name="session-invalid", runbook="subscription-access", verdict="session-invalid", profiles=PEPTALK,
     summary="The subscription is fine but the user's sessions in KV are gone (the one they hold expired).",
     symptom="The user gets 401 on the PDF; Stripe and D1 agree the subscription is active; no live session in KV.",
     apply=apply_session_invalid, heal=heal_session_invalid, options=USER_OPTIONS,
