@@ -28,7 +28,7 @@ USER_OPTIONS = {
     "email": f"a subscribed PepTalk user (default {DEFAULT_EMAIL})",
     "profile": "peptalk",
 }
-HOOK_OPTIONS = {"profile": "peptalk (default) or manuscript", "minutes_ago": "onset (default 30)"}
+HOOK_OPTIONS = {"profile": "peptalk", "minutes_ago": "onset (default 30)"}
 
 
 def _iso(ts: float) -> str:
@@ -331,8 +331,8 @@ def heal_endpoint_disabled(state: State) -> None:
     _clear_pending(state, memo["app"])
 
 
-BOTH = ("peptalk", "manuscript")
-PEPTALK = ("peptalk",)  # subscription access is seed 004's; its prodtest users subscribe
+# Seed 004's sections: only PepTalk has the webhook receiver and subscribed prodtest users.
+PEPTALK = ("peptalk",)
 register(Fault(
     name="expired", runbook="subscription-access", verdict="expired", profiles=PEPTALK,
     summary="The user's subscription ended 3 days ago, in Stripe and in D1.",
@@ -352,19 +352,19 @@ register(Fault(
     apply=apply_session_invalid, heal=heal_session_invalid, options=USER_OPTIONS,
 ))  # fmt: skip
 register(Fault(
-    name="signing-secret-mismatch", runbook="stripe-webhook", verdict="signing-secret-mismatch", profiles=BOTH,
+    name="signing-secret-mismatch", runbook="stripe-webhook", verdict="signing-secret-mismatch", profiles=PEPTALK,
     summary="The endpoint's signing secret was rolled in Stripe; the worker's STRIPE_WEBHOOK_SECRET is the old one.",
     symptom="Events pending; deliveries answer 400 'Webhook signature verification failed' (app logs too).",
     apply=apply_secret_mismatch, heal=heal_secret_mismatch, options=HOOK_OPTIONS,
 ))  # fmt: skip
 register(Fault(
-    name="handler-timeout", runbook="stripe-webhook", verdict="handler-timeout", profiles=BOTH,
+    name="handler-timeout", runbook="stripe-webhook", verdict="handler-timeout", profiles=PEPTALK,
     summary="The app's webhook handler takes longer than Stripe's delivery timeout (30 s).",
     symptom="Events pending; deliveries time out; the receiver's requests run past 30 s in the app logs.",
     apply=apply_handler_timeout, heal=heal_handler_timeout, options=HOOK_OPTIONS,
 ))  # fmt: skip
 register(Fault(
-    name="endpoint-disabled", runbook="stripe-webhook", verdict="endpoint-disabled", profiles=BOTH,
+    name="endpoint-disabled", runbook="stripe-webhook", verdict="endpoint-disabled", profiles=PEPTALK,
     summary="The app's webhook endpoint is disabled in Stripe; events pile up undelivered.",
     symptom="GET /v1/webhook_endpoints shows status disabled; events since the onset have pending_webhooks=1.",
     apply=apply_endpoint_disabled, heal=heal_endpoint_disabled, options=HOOK_OPTIONS,
