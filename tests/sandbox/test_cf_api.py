@@ -370,3 +370,39 @@ def test_tail_create_and_delete(cf: Cloudflare) -> None:
     tail = cf.create_tail(MANUSCRIPT, [{"outcome": ["exception"]}])
     assert tail["id"] and tail["url"].startswith("ws://127.0.0.1:") and tail["expires_at"]
     cf.delete_tail(MANUSCRIPT, tail["id"])
+
+
+def test_upload_version_then_deploy(fresh_cf: Cloudflare) -> None:
+    cf = fresh_cf
+    before = cf.versions(MANUSCRIPT)[0]
+    made = cf.upload_version(
+        MANUSCRIPT, "index.js", "export default { fetch() { return new Response('ok') } }",
+        message="Fix request context", tag="v1.6.0",
+    )  # fmt: skip
+    assert made["number"] == before["number"] + 1
+    assert made["annotations"]["workers/message"] == "Fix request context"
+    names = {b["name"] for b in made["resources"]["bindings"]}
+    assert {"EMAIL_FROM", "DB", "SESSIONS", "JWT_SECRET"} <= names  # kept from the current one
+    assert cf.versions(MANUSCRIPT)[0]["id"] == made["id"]
+    assert cf.deployments(MANUSCRIPT)[0]["versions"][0]["version_id"] != made["id"]  # not deployed
+    cf.create_deployment(MANUSCRIPT, made["id"], "Deploy the fix")
+    assert cf.deployments(MANUSCRIPT)[0]["versions"][0]["version_id"] == made["id"]
+
+
+def test_upload_version_with_bindings(fresh_cf: Cloudflare) -> None:
+    db_id = fresh_cf.d1_id("manuscript-platform")
+    made = fresh_cf.upload_version(
+        MANUSCRIPT, "worker.js", "export default {}",
+        bindings=[{"type": "plain_text", "name": "EMAIL_FROM", "text": "ops@example.com"},
+                  {"type": "d1", "name": "DB", "id": db_id}],
+    )  # fmt: skip
+    bindings = {b["name"]: b for b in made["resources"]["bindings"]}
+    assert bindings["EMAIL_FROM"]["text"] == "ops@example.com"
+    assert bindings["DB"]["id"] == db_id
+    assert "EMAIL_FROM_NAME" not in bindings  # replaced, not merged
+    assert "ANTHROPIC_API_KEY" in bindings  # secrets are kept
+    with pytest.raises(ApiError, match="main_module"):
+        fresh_cf.call(
+            "POST", f"{fresh_cf.acct}/workers/scripts/{MANUSCRIPT}/versions",
+            files=[("metadata", (None, '{"main_module": "missing.js"}', "application/json"))],
+        )  # fmt: skip

@@ -166,3 +166,30 @@ def test_kv_key_put_with_metadata_and_get(
     assert got.stdout.strip().endswith("on")
     [key] = [k for k in fresh_cf.kv_keys(ns, prefix="flag:maintenance")]
     assert key["metadata"] == {"by": "ops"} and key["expiration"] > 0
+
+
+def test_versions_upload_and_deploy(
+    fresh_sandbox: sandbox_api.SandboxInfo, fresh_cf: Cloudflare, tmp_path: Path
+) -> None:
+    wrangler = wrangler_for(fresh_sandbox, tmp_path)
+    work = tmp_path / "work"
+    (work / "src").mkdir(parents=True, exist_ok=True)
+    (work / "src" / "index.js").write_text(
+        "export default { fetch() { return new Response('fixed') } }\n"
+    )
+    (work / "wrangler.toml").write_text(
+        f'name = "{MANUSCRIPT}"\nmain = "src/index.js"\ncompatibility_date = "2025-01-01"\n'
+        '[vars]\nEMAIL_FROM = "noreply@scarter4workmanuscripthub.com"\n'
+    )
+    out = wrangler("versions", "upload", "--message", "Fix the context bug").stdout
+    uploaded = fresh_cf.versions(MANUSCRIPT)[0]
+    assert f"Worker Version ID: {uploaded['id']}" in out
+    assert uploaded["annotations"]["workers/message"] == "Fix the context bug"
+    detail = fresh_cf.version(MANUSCRIPT, uploaded["id"])
+    bindings = {b["name"]: b for b in detail["resources"]["bindings"]}
+    assert bindings["EMAIL_FROM"]["type"] == "plain_text"
+
+    wrangler("versions", "deploy", f"{uploaded['id']}@100%", "-y", "--message", "ship it")
+    current = fresh_cf.deployments(MANUSCRIPT)[0]
+    assert current["versions"] == [{"version_id": uploaded["id"], "percentage": 100}]
+    assert current["annotations"]["workers/message"] == "ship it"

@@ -229,6 +229,31 @@ class Cloudflare(StorageAPI):
         path = self._script(script) + "/versions"
         return list(self.pages(path, {"deployable": "true"}, per_page=100, key="items"))
 
+    def upload_version(
+        self, script: str, module_name: str, code: str, *, message: str | None = None,
+        tag: str | None = None, bindings: list[dict[str, Any]] | None = None,
+        compatibility_date: str | None = None,
+    ) -> dict[str, Any]:  # fmt: skip
+        """Upload a version without deploying it (`wrangler versions upload`). Without
+        `bindings` the current version's are kept; secrets are always kept."""
+        metadata: dict[str, Any] = {
+            "main_module": module_name,
+            "keep_bindings": ["secret_text", "secret_key"],
+        }
+        if bindings is not None:
+            metadata["bindings"] = bindings
+        if compatibility_date:
+            metadata["compatibility_date"] = compatibility_date
+        annotations = {k: v for k, v in (("workers/message", message), ("workers/tag", tag)) if v}
+        if annotations:
+            metadata["annotations"] = annotations
+        files = [
+            ("metadata", (None, json.dumps(metadata), "application/json")),
+            (module_name, (module_name, code, "application/javascript+module")),
+        ]
+        result: dict[str, Any] = self.call("POST", self._script(script) + "/versions", files=files)
+        return result
+
     def version(self, script: str, version_id: str) -> dict[str, Any]:
         result: dict[str, Any] = self.call("GET", f"{self._script(script)}/versions/{version_id}")
         return result

@@ -14,8 +14,6 @@ For the apps (sessions) and faults:
 
 from __future__ import annotations
 
-import email.parser
-import email.policy
 import json
 import random
 import time
@@ -26,7 +24,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from .cf_account import check_account
-from .envelope import CFError, cursor_paged, json_body, ok, paged
+from .envelope import CFError, cursor_paged, json_body, multipart, ok, paged
 from .profiles import PROFILES
 from .state import from_request
 
@@ -199,18 +197,6 @@ async def get_value(request: Request) -> Response:
     return Response(value, media_type="application/octet-stream")
 
 
-def _multipart(content_type: str, body: bytes) -> dict[str, bytes]:
-    head = f"Content-Type: {content_type}\r\nMIME-Version: 1.0\r\n\r\n".encode()
-    message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(head + body)
-    parts: dict[str, bytes] = {}
-    for part in message.iter_parts():
-        name = part.get_param("name", header="content-disposition")
-        payload = part.get_payload(decode=True)
-        if isinstance(name, str) and isinstance(payload, bytes):
-            parts[name] = payload
-    return parts
-
-
 def _int_query(request: Request, name: str) -> int | None:
     raw = request.query_params.get(name)
     if raw in (None, ""):
@@ -227,7 +213,7 @@ async def put_value(request: Request) -> Response:
     content_type = request.headers.get("content-type", "")
     metadata: Any = None
     if content_type.startswith("multipart/form-data"):
-        parts = _multipart(content_type, body)
+        parts = {p.name: p.data for p in multipart(content_type, body)}
         if "value" not in parts:
             raise CFError(400, 10019, "multipart body needs a 'value' part")
         body = parts["value"]

@@ -7,7 +7,9 @@ script's secrets last changed answers error 10220 unless `?force=true`, which is
 
 from __future__ import annotations
 
+import hashlib
 import json
+import sqlite3
 from typing import Any
 
 from starlette.requests import Request
@@ -16,7 +18,7 @@ from starlette.routing import Route
 
 from . import workers_model as wm
 from .cf_account import check_account
-from .envelope import CFError, json_body, ok, page_slice
+from .envelope import CFError, json_body, multipart, ok, page_slice
 from .state import USER_EMAIL, State, from_request
 
 BASE = "/accounts/{account_id}/workers"
@@ -76,23 +78,40 @@ def version_json(v: wm.Version) -> dict[str, Any]:
 
 
 def _resolve_binding(state: State, binding: dict[str, Any]) -> dict[str, Any]:
-    """Bindings as the API shows them: ids of D1 databases and KV namespaces filled in."""
+    """A stored binding as the API shows it: D1 and KV ids in place of names."""
     b = dict(binding)
+    if b["type"] == "d1" and "database_name" in b:
+        b["id"] = _lookup(
+            state, "SELECT uuid FROM d1_databases WHERE name = ?", b.pop("database_name")
+        )
+    elif b["type"] == "kv_namespace" and "namespace_title" in b:
+        b["namespace_id"] = _lookup(
+            state, "SELECT id FROM kv_namespaces WHERE title = ?", b.pop("namespace_title")
+        )
+    return b
+
+
+def _stored_binding(state: State, binding: dict[str, Any]) -> dict[str, Any]:
+    """An uploaded binding as stored: D1 and KV by name (what the apps resolve)."""
+    b = {k: v for k, v in binding.items() if not (binding["type"] == "secret_text" and k == "text")}
+    if b["type"] == "d1" and "id" in b:
+        b["database_name"] = _lookup(
+            state, "SELECT name FROM d1_databases WHERE uuid = ?", b.pop("id")
+        )
+    elif b["type"] == "kv_namespace" and "namespace_id" in b:
+        b["namespace_title"] = _lookup(
+            state, "SELECT title FROM kv_namespaces WHERE id = ?", b.pop("namespace_id")
+        )
+    return b
+
+
+def _lookup(state: State, sql: str, key: Any) -> Any:
     with state.read() as db:
         try:
-            if b["type"] == "d1":
-                row = db.execute(
-                    "SELECT uuid FROM d1_databases WHERE name = ?", (b.pop("database_name"),)
-                ).fetchone()
-                b["id"] = row["uuid"] if row else None
-            elif b["type"] == "kv_namespace":
-                row = db.execute(
-                    "SELECT id FROM kv_namespaces WHERE title = ?", (b.pop("namespace_title"),)
-                ).fetchone()
-                b["namespace_id"] = row["id"] if row else None
-        except Exception:  # a table another module has not created yet
-            b.setdefault("id", None)
-    return b
+            row = db.execute(sql, (key,)).fetchone()
+        except sqlite3.OperationalError:  # a table another module has not created
+            return None
+    return row[0] if row else None
 
 
 def version_detail(state: State, v: wm.Version, script: dict[str, Any]) -> dict[str, Any]:
@@ -155,6 +174,18 @@ async def service(request: Request) -> Response:
             },
             "created_on": row["created_on"],
             "modified_on": row["modified_on"],
+        }
+    )
+
+
+async def script_settings(request: Request) -> Response:
+    """GET .../settings: the non-versioned settings wrangler reads before an upload."""
+    _script(request)
+    return ok(
+        {
+            "logpush": False,
+            "tail_consumers": None,
+            "observability": {"enabled": True, "head_sampling_rate": 1},
         }
     )
 
@@ -223,6 +254,57 @@ async def list_versions(request: Request) -> Response:
     return ok({"items": chunk}, info)
 
 
+def _upload_bindings(
+    state: State, metadata: dict[str, Any], current: wm.Version | None
+) -> list[dict[str, Any]]:
+    """Bindings of an uploaded version: the metadata's, `inherit` ones and the types in
+    `keep_bindings` taken from the current version. Secret values are not kept here."""
+    previous = current.bindings if current else []
+    if "bindings" not in metadata:
+        return list(previous)
+    by_name = {b["name"]: b for b in previous}
+    out: list[dict[str, Any]] = []
+    for b in metadata["bindings"]:
+        if not isinstance(b, dict) or "name" not in b or "type" not in b:
+            raise CFError(400, 10021, "each binding needs a type and a name")
+        if b["type"] == "inherit":
+            if b["name"] in by_name:
+                out.append(by_name[b["name"]])
+            continue
+        out.append(_stored_binding(state, b))
+    keep = set(metadata.get("keep_bindings") or [])
+    names = {b["name"] for b in out}
+    out += [b for b in previous if b["type"] in keep and b["name"] not in names]
+    return out
+
+
+async def upload_version(request: Request) -> Response:
+    """POST .../versions (multipart): upload a version without deploying it."""
+    state, script = _script(request)
+    parts = multipart(request.headers.get("content-type", ""), await request.body())
+    meta_part = next((p for p in parts if p.name == "metadata"), None)
+    if meta_part is None:
+        raise CFError(400, 10021, "the upload needs a 'metadata' part")
+    try:
+        metadata = json.loads(meta_part.data)
+    except json.JSONDecodeError:
+        raise CFError(400, 10021, "metadata is not valid JSON") from None
+    main = metadata.get("main_module") or metadata.get("body_part")
+    modules = [p for p in parts if p.name != "metadata"]
+    if not main or all(p.name != main and p.filename != main for p in modules):
+        raise CFError(400, 10021, "main_module must name one of the uploaded parts")
+    annotations = metadata.get("annotations") or {}
+    version = wm.create_version(
+        state, script["name"],
+        message=str(annotations.get("workers/message") or ""),
+        tag=annotations.get("workers/tag"),
+        bindings=_upload_bindings(state, metadata, wm.current_version(state, script["name"])),
+        author_email=USER_EMAIL,
+        etag=hashlib.sha256(b"".join(p.data for p in modules)).hexdigest(),
+    )  # fmt: skip
+    return ok(version_detail(state, version, script))
+
+
 async def get_version(request: Request) -> Response:
     state, script = _script(request)
     version = _version(state, script["name"], request.path_params["version_id"])
@@ -274,10 +356,12 @@ async def delete_secret(request: Request) -> Response:
 routes = [
     Route(BASE + "/scripts", list_scripts, methods=["GET"]),
     Route(BASE + "/services/{service_name}", service, methods=["GET"]),
+    Route(SCRIPT + "/settings", script_settings, methods=["GET"]),
     Route(SCRIPT + "/deployments", list_deployments, methods=["GET"]),
     Route(SCRIPT + "/deployments", create_deployment, methods=["POST"]),
     Route(SCRIPT + "/deployments/{deployment_id}", get_deployment, methods=["GET"]),
     Route(SCRIPT + "/versions", list_versions, methods=["GET"]),
+    Route(SCRIPT + "/versions", upload_version, methods=["POST"]),
     Route(SCRIPT + "/versions/{version_id}", get_version, methods=["GET"]),
     Route(SCRIPT + "/secrets", list_secrets, methods=["GET"]),
     Route(SCRIPT + "/secrets", put_secret, methods=["PUT"]),

@@ -10,8 +10,11 @@ Cursor lists carry `result_info: {count, cursor}` and stop on an empty cursor.
 from __future__ import annotations
 
 import base64
+import email.parser
+import email.policy
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from starlette.requests import Request
@@ -126,3 +129,26 @@ async def json_body(request: Request) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise CFError(400, 10002, "request body must be a JSON object")
     return data
+
+
+@dataclass(frozen=True)
+class Part:
+    name: str
+    filename: str | None
+    content_type: str
+    data: bytes
+
+
+def multipart(content_type: str, body: bytes) -> list[Part]:
+    """The parts of a multipart/form-data body (stdlib email parser; no extra dependency)."""
+    head = f"Content-Type: {content_type}\r\nMIME-Version: 1.0\r\n\r\n".encode()
+    message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(head + body)
+    if not message.is_multipart():
+        raise CFError(400, 10021, "expected a multipart/form-data body")
+    parts: list[Part] = []
+    for part in message.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        payload = part.get_payload(decode=True)
+        if isinstance(name, str) and isinstance(payload, bytes):
+            parts.append(Part(name, part.get_filename(), part.get_content_type(), payload))
+    return parts

@@ -178,8 +178,10 @@ def create_version(
     tag: str | None = None,
     created_on: datetime | None = None,
     rng: random.Random | None = None,
+    etag: str | None = None,
 ) -> Version:
-    """A new version of `script` (bindings default to the current version's)."""
+    """A new version of `script` (bindings default to the current version's). Uploads
+    through the API are healthy code: `behaviour` defaults to {}."""
     base = current_version(state, script)
     profile_author = next((p.author for p in PROFILES.values() if p.worker == script), "")
     version_id = _uuid(rng)
@@ -199,7 +201,7 @@ def create_version(
                 message,
                 tag,
                 "wrangler",
-                (rng or random.Random(version_id)).randbytes(32).hex(),
+                etag or (rng or random.Random(version_id)).randbytes(32).hex(),
                 json.dumps(bindings if bindings is not None else (base.bindings if base else [])),
                 json.dumps(behaviour or {}),
             ),
