@@ -280,3 +280,12 @@ def test_endpoint_disabled(p: Platform) -> None:
     faultctl.heal(p.state, "endpoint-disabled")
     assert _endpoint(p, "peptalk").status == "enabled"
     assert p.stripe.undelivered_events() == []
+
+
+def test_corrupt_the_manuscript_database(p: Platform) -> None:
+    faultctl.break_fault(p.state, "corrupt", {"profile": "manuscript"})
+    r = p.query("manuscript-platform", "PRAGMA integrity_check")
+    assert r.status_code != 200 or r.json()["result"][0]["results"] != [{"integrity_check": "ok"}]
+    assert p.rows("peptalk-production-db", "PRAGMA quick_check") == [{"quick_check": "ok"}]
+    faultctl.heal(p.state, "corrupt")
+    assert p.rows("manuscript-platform", "PRAGMA quick_check") == [{"quick_check": "ok"}]

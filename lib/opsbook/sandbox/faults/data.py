@@ -165,7 +165,7 @@ def corrupt_file(
 
 
 def apply_corrupt(state: State, options: dict[str, Any]) -> None:
-    name = str(options.get("db") or "peptalk-production-db")
+    name = str(options.get("db") or PROFILES[str(options.get("profile") or "peptalk")].database)
     database = _database(state, name)
     snap = d1data.snapshot(state, database, "before fault corrupt")
     table = "studies" if name == "peptalk-production-db" else "manuscripts"
@@ -201,25 +201,26 @@ register(Fault(
     summary="Cloudflare reports a major Workers incident (status page: major outage, D1 degraded).",
     symptom="status.json indicator major, an unresolved incident on Cloudflare Workers; the apps answer 5xx.",
     apply=apply_cloudflare_outage, heal=heal_cloudflare_outage,
-    options={"minutes_ago": "onset (default 15)"},
+    options={"profile": "either: the outage hits both apps", "minutes_ago": "onset (default 15)"},
 ))  # fmt: skip
 register(Fault(
     name="verification-tokens-missing", runbook="password-reset", verdict="verification-tokens-missing",
     profiles=("manuscript",),
     summary="The verification_tokens table of manuscript-platform is gone (a bad migration).",
     symptom="POST /auth/password-reset-request answers 500; D1 says no such table: verification_tokens.",
-    apply=apply_tokens_missing, heal=heal_tokens_missing, options={"minutes_ago": "onset (default 30)"},
+    apply=apply_tokens_missing, heal=heal_tokens_missing, options={"profile": "manuscript", "minutes_ago": "onset (default 30)"},
 ))  # fmt: skip
 register(Fault(
     name="missing-index", runbook="slow-responses", verdict="missing-index", profiles=("manuscript",),
     summary="idx_manuscripts_user_id is dropped: listing a user's manuscripts scans 200,000 rows.",
     symptom="GET /manuscripts is slow; EXPLAIN QUERY PLAN shows a SCAN and rows_read is the whole table.",
-    apply=apply_missing_index, heal=heal_missing_index, options={"minutes_ago": "onset (default 60)"},
+    apply=apply_missing_index, heal=heal_missing_index, options={"profile": "manuscript", "minutes_ago": "onset (default 60)"},
 ))  # fmt: skip
 register(Fault(
     name="corrupt", runbook="database-corruption", verdict="corrupt", profiles=("peptalk", "manuscript"),
     summary="Pages of a table (studies; manuscripts in manuscript-platform) in the D1 file are overwritten with garbage.",
     symptom="PRAGMA integrity_check reports errors; queries on studies fail with SQLITE_CORRUPT.",
     apply=apply_corrupt, heal=heal_corrupt,
-    options={"db": "database (default peptalk-production-db)", "minutes_ago": "onset (default 20)"},
+    options={"profile": "peptalk (default) or manuscript: whose database",
+             "db": "database name (overrides profile)", "minutes_ago": "onset (default 20)"},
 ))  # fmt: skip
