@@ -40,7 +40,7 @@ def test_ok_run_leaves_a_full_record(outputs: Path) -> None:
     assert record["verdict"]["cause"] == "healthy"
     [action] = record["actions"]
     assert action["mode"] == "dry-run"
-    assert action["approve_with"] == "opsbook run ok --approve touch"
+    assert action["approve_with"] == "opsbook run ok -p count=5 --approve touch"
     with Index(outputs) as index:
         row = index.get(result.run_id)
     assert (row["status"], row["verdict"]) == ("completed", "healthy")

@@ -180,6 +180,8 @@ def _start_folder(prep: Prepared, mode: str, outputs: Path) -> RunFolder:
         "started": iso(),
         "approved": prep.approve,
         "parameters": prep.effective,
+        # what the operator set, to rebuild the command that approves a proposed action
+        "overrides": {k: v for k, v in prep.inject.items() if k not in params.RUNNER_PARAMETERS},
         "notebook": str(prep.path),
         "prior_actions": _prior_actions(outputs, prep.incident),
     }

@@ -245,10 +245,23 @@ def _already_applied(s: Session, action_id: str, key: str) -> str | None:
 
 
 def _approval_hint(s: Session, action_id: str) -> str:
+    """The exact command that re-runs this run with the action approved."""
     if s.mode == "interactive":
         return f"add '{action_id}' to `approve` in the parameters cell and run this cell again"
-    runbook = s.runbook or s.context.get("runbook", "RUNBOOK")
-    return f"opsbook run {runbook} --approve {action_id}"
+    import shlex
+
+    ctx = s.context
+    parts = ["opsbook", "run", s.runbook or ctx.get("runbook", "RUNBOOK")]
+    if ctx.get("env") and ctx.get("env") != "local":
+        parts += ["--env", str(ctx["env"])]
+    for name, value in (ctx.get("overrides") or {}).items():
+        text = ",".join(map(str, value)) if isinstance(value, list) else str(value)
+        parts += ["-p", f"{name}={text}"]
+    if ctx.get("incident"):
+        parts += ["--incident", str(ctx["incident"])]
+    for approved in [*s.approved, action_id]:
+        parts += ["--approve", approved]
+    return shlex.join(parts)
 
 
 def action(
