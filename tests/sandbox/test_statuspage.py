@@ -68,6 +68,12 @@ def test_client_sees_an_incident(fresh_sandbox: sandbox_api.SandboxInfo) -> None
         assert incident.components == ["R2"] and incident.updates == ["Investigating R2 errors"]
         statuspage.resolve_all(state)
         assert page.status().indicator == "none" and page.unresolved_incidents() == []
+    with httpx.Client(timeout=10) as http:
+        history = http.get(f"{fresh_sandbox.base_url}/status/api/v2/incidents.json").json()[
+            "incidents"
+        ]
+    assert [i["name"] for i in history] == ["R2 errors"] and history[0]["status"] == "resolved"
+    assert [u["status"] for u in history[0]["incident_updates"]] == ["resolved", "investigating"]
 
 
 def test_client_errors(sandbox: sandbox_api.SandboxInfo) -> None:

@@ -166,18 +166,35 @@ def _components(state: State) -> list[dict[str, Any]]:
     ]
 
 
-def _incidents(state: State, comps: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _incidents(
+    state: State, comps: list[dict[str, Any]], *, unresolved: bool = True
+) -> list[dict[str, Any]]:
     by_id = {c["id"]: c for c in comps}
+    where = "WHERE resolved_at IS NULL" if unresolved else ""
     with state.read() as db:
         rows = db.execute(
-            "SELECT * FROM status_incidents WHERE resolved_at IS NULL ORDER BY created_at DESC"
+            f"SELECT * FROM status_incidents {where} ORDER BY created_at DESC LIMIT 50"
         ).fetchall()
     out = []
     for r in rows:
         affected = [by_id[i] for i in json.loads(r["component_ids"]) if i in by_id]
+        updates = []
+        if r["resolved_at"]:
+            updates.append(
+                {
+                    "id": r["id"] + "u2",
+                    "status": "resolved",
+                    "body": "This incident has been resolved.",
+                    "incident_id": r["id"],
+                    "created_at": r["resolved_at"],
+                    "updated_at": r["resolved_at"],
+                    "display_at": r["resolved_at"],
+                    "affected_components": [],
+                }
+            )
         update = {
             "id": r["id"] + "u1",
-            "status": r["status"],
+            "status": "investigating",
             "body": r["body"],
             "incident_id": r["id"],
             "created_at": r["created_at"],
@@ -202,11 +219,11 @@ def _incidents(state: State, comps: list[dict[str, Any]]) -> list[dict[str, Any]
                 "created_at": r["created_at"],
                 "updated_at": r["updated_at"],
                 "monitoring_at": None,
-                "resolved_at": None,
+                "resolved_at": r["resolved_at"],
                 "shortlink": f"https://stspg.io/{r['id'][:7]}",
                 "started_at": r["created_at"],
                 "page_id": PAGE_ID,
-                "incident_updates": [update],
+                "incident_updates": [*updates, update],
                 "components": affected,
             }
         )
@@ -246,6 +263,13 @@ async def unresolved_json(request: Request) -> Response:
     )
 
 
+async def incidents_json(request: Request) -> Response:
+    """Every incident, newest first (the last 50), resolved ones included."""
+    state = from_request(request)
+    incidents = _incidents(state, _components(state), unresolved=False)
+    return JSONResponse({"page": _page(request), "incidents": incidents})
+
+
 async def summary_json(request: Request) -> Response:
     state = from_request(request)
     comps = _components(state)
@@ -265,5 +289,6 @@ routes = [
     Route("/api/v2/status.json", status_json, methods=["GET"]),
     Route("/api/v2/components.json", components_json, methods=["GET"]),
     Route("/api/v2/incidents/unresolved.json", unresolved_json, methods=["GET"]),
+    Route("/api/v2/incidents.json", incidents_json, methods=["GET"]),
     Route("/api/v2/summary.json", summary_json, methods=["GET"]),
 ]
