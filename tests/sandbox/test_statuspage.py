@@ -68,6 +68,8 @@ def test_client_sees_an_incident(fresh_sandbox: sandbox_api.SandboxInfo) -> None
         assert incident.components == ["R2"] and incident.updates == ["Investigating R2 errors"]
         statuspage.resolve_all(state)
         assert page.status().indicator == "none" and page.unresolved_incidents() == []
+        (old,) = page.incidents()
+        assert old.status == "resolved" and old.resolved_at and old.name == "R2 errors"
     with httpx.Client(timeout=10) as http:
         history = http.get(f"{fresh_sandbox.base_url}/status/api/v2/incidents.json").json()[
             "incidents"

@@ -47,6 +47,7 @@ class Incident:
     shortlink: str = ""
     updates: list[str] = field(default_factory=list)
     components: list[str] = field(default_factory=list)
+    resolved_at: str = ""
 
 
 class StatusPage:
@@ -117,6 +118,13 @@ class StatusPage:
         ]
 
     def unresolved_incidents(self) -> list[Incident]:
+        return self._incidents("incidents/unresolved.json")
+
+    def incidents(self) -> list[Incident]:
+        """Recent incidents, resolved ones included (newest first)."""
+        return self._incidents("incidents.json")
+
+    def _incidents(self, path: str) -> list[Incident]:
         return [
             Incident(
                 id=str(i["id"]),
@@ -127,6 +135,7 @@ class StatusPage:
                 shortlink=str(i.get("shortlink") or ""),
                 updates=[str(u.get("body", "")) for u in i.get("incident_updates") or []],
                 components=[str(c.get("name", "")) for c in i.get("components") or []],
+                resolved_at=str(i.get("resolved_at") or ""),
             )
-            for i in self._get("incidents/unresolved.json").get("incidents", [])
+            for i in self._get(path).get("incidents", [])
         ]
