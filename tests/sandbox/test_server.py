@@ -228,3 +228,13 @@ def test_a_server_that_cannot_start_is_reported(
     with pytest.raises(Exception, match=r"did not start(.|\n)*the last words"):
         sandbox_api.start(spare_state)
     assert time.monotonic() - started < 5
+
+
+def test_a_state_built_by_other_code_needs_a_reseed(spare_state: Path) -> None:
+    state = State(spare_state)
+    assert state.is_seeded()
+    with state.tx() as db:
+        db.execute("UPDATE meta SET value = 'older-code' WHERE key = 'schema'")
+    assert not state.is_seeded()  # start() rebuilds it before serving
+    (spare_state / "control.sqlite").unlink()
+    assert not state.is_seeded()

@@ -12,7 +12,9 @@ that are not written yet are skipped, so the tree works while it is being built.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import importlib
+import importlib.util
 import json
 import os
 import random
@@ -82,6 +84,17 @@ def load_module(name: str) -> Any | None:
         raise
 
 
+def schema_fingerprint() -> str:
+    """A digest of the code that builds a state (this file and every seeding module's
+    source), read without importing them. A state built by other code is reseeded."""
+    digest = hashlib.sha256(Path(__file__).read_bytes())
+    for name in MODULES:
+        spec = importlib.util.find_spec(f"opsbook.sandbox.{name}")
+        origin = spec.origin if spec is not None else None
+        digest.update(name.encode() + (Path(origin).read_bytes() if origin else b"-"))
+    return digest.hexdigest()[:16]
+
+
 class SeedError(OpsbookError):
     """A module's seed() failed during a reset."""
 
@@ -121,7 +134,15 @@ class State:
         return self.dir / "d1" / f"{uuid}.sqlite"
 
     def is_seeded(self) -> bool:
-        return self.control_path.is_file() and self.credentials_path.is_file()
+        """True when the state was built by this code (else it needs a reset)."""
+        if not (self.control_path.is_file() and self.credentials_path.is_file()):
+            return False
+        try:
+            with self.read() as db:
+                row = db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+        except sqlite3.DatabaseError:
+            return False
+        return row is not None and row["value"] == schema_fingerprint()
 
     # ---- databases -----------------------------------------------------------
     def control(self) -> sqlite3.Connection:
@@ -205,8 +226,9 @@ class State:
                 if ddl:
                     conn.executescript(ddl)
             conn.execute(
-                "INSERT OR REPLACE INTO meta(key, value) VALUES ('seed', ?), ('created_at', ?)",
-                (str(seed), str(time.time())),
+                "INSERT OR REPLACE INTO meta(key, value) VALUES ('seed', ?), ('created_at', ?),"
+                " ('schema', ?)",
+                (str(seed), str(time.time()), schema_fingerprint()),
             )
         finally:
             conn.close()
