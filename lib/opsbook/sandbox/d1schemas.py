@@ -16,10 +16,13 @@ import hashlib
 import random
 import sqlite3
 import uuid
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 TEST_PASSWORD = "TestPass123@"
 PBKDF2_ITERATIONS = 100_000
+# hashlib releases the GIL: the few real hashes are computed while SQLite writes the rows
+_HASHER = ThreadPoolExecutor(max_workers=2, thread_name_prefix="opsbook-pbkdf2")
 MANUSCRIPT_COUNT = 200_000
 
 MANUSCRIPT_USERS = 8_000
@@ -211,18 +214,22 @@ def stripe_id(rng: random.Random, prefix: str) -> str:
 
 
 def _users(
-    rng: random.Random, now: datetime, count: int, admins: tuple[str, ...], domain: str
-) -> list[tuple[object, ...]]:
+    rng: random.Random, now: datetime, count: int, admins: tuple[str, ...]
+) -> tuple[list[tuple[object, ...]], list[tuple[str, Future[str]]]]:
+    """User rows, and (user id, future hash) for the users with the test password: their
+    100,000-iteration hashes are computed in the background (`_set_passwords`)."""
     rows: list[tuple[object, ...]] = []
+    hashes: list[tuple[str, Future[str]]] = []
     seen: set[str] = set()
     special = [(a, "admin") for a in admins] + [
         (f"prodtest{i}@example.com", "user") for i in range(1, 6)
     ]
     for email, role in special:
         created = now - timedelta(days=rng.uniform(200, 400))
-        pw = pbkdf2_hash(TEST_PASSWORD, rng.randbytes(16))
+        user_id = rid(rng)
+        hashes.append((user_id, _HASHER.submit(pbkdf2_hash, TEST_PASSWORD, rng.randbytes(16))))
         last = now - timedelta(hours=rng.uniform(1, 72))
-        rows.append((rid(rng), email, pw, role, iso(created), 1, iso(last)))
+        rows.append((user_id, email, "", role, iso(created), 1, iso(last)))
         seen.add(email)
     while len(rows) < count:
         first, last_name = rng.choice(_FIRST), rng.choice(_LAST)
@@ -244,7 +251,13 @@ def _users(
                 iso(login) if login else None,
             )
         )
-    return rows
+    return rows, hashes
+
+
+def _set_passwords(db: sqlite3.Connection, hashes: list[tuple[str, Future[str]]]) -> None:
+    db.executemany(
+        "UPDATE users SET password_hash = ? WHERE id = ?", [(f.result(), uid) for uid, f in hashes]
+    )
 
 
 def _subscriptions(
@@ -350,7 +363,9 @@ def _insert_manuscripts(
 
 def seed_manuscript(db: sqlite3.Connection, rng: random.Random, now: datetime) -> None:
     _migrations(db, MANUSCRIPT_MIGRATIONS, now)
-    users = _users(rng, now, MANUSCRIPT_USERS, ("scarter4work@yahoo.com", "admin@example.com"), "")
+    users, hashes = _users(
+        rng, now, MANUSCRIPT_USERS, ("scarter4work@yahoo.com", "admin@example.com")
+    )
     db.executemany("INSERT INTO users VALUES (?,?,?,?,?,?,?)", users)
     _insert_manuscripts(db, rng, now, len(users))
     tokens = []
@@ -365,11 +380,12 @@ def seed_manuscript(db: sqlite3.Connection, rng: random.Random, now: datetime) -
     db.executemany("INSERT INTO subscriptions VALUES (?,?,?,?,?,?,?,?,?)", subs)
     for ddl in MANUSCRIPT_INDEXES:
         db.execute(ddl)
+    _set_passwords(db, hashes)
 
 
 def seed_peptalk(db: sqlite3.Connection, rng: random.Random, now: datetime) -> None:
     _migrations(db, PEPTALK_MIGRATIONS, now)
-    users = _users(rng, now, PEPTALK_USERS, ("eng@peptalk.com", "admin@peptalk.com"), "")
+    users, hashes = _users(rng, now, PEPTALK_USERS, ("eng@peptalk.com", "admin@peptalk.com"))
     db.executemany("INSERT INTO users VALUES (?,?,?,?,?,?,?)", users)
     grades = ("high", "moderate", "moderate", "low", "low", "insufficient")
     peptides, studies, runs = [], [], []
@@ -426,6 +442,7 @@ def seed_peptalk(db: sqlite3.Connection, rng: random.Random, now: datetime) -> N
     )
     subs = _subscriptions(rng, now, users, 0.3, ("pro_monthly", "pro_annual"), testers=True)
     db.executemany("INSERT INTO subscriptions VALUES (?,?,?,?,?,?,?,?,?)", subs)
+    _set_passwords(db, hashes)
 
 
 # name -> (DDL run first, row seeder run inside one transaction)
