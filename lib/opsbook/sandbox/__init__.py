@@ -9,7 +9,7 @@ One server per state folder (default `config.sandbox_dir()`, `OPSBOOK_SANDBOX_DI
 Starting, stopping and resetting hold an fcntl lock on `<state>/.lock`, so two
 processes calling `ensure_running()` at once start one server. A `server.json` whose
 process is dead or whose port does not answer is stale: it is removed and replaced.
-A state folder that is empty, or was built by code with another schema, is reseeded
+A state folder that is empty, or was built with other tables (`SCHEMA`s), is reseeded
 (seed 7) when the server starts.
 """
 

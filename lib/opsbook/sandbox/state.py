@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import importlib
-import importlib.util
 import json
 import os
 import random
@@ -85,13 +84,12 @@ def load_module(name: str) -> Any | None:
 
 
 def schema_fingerprint() -> str:
-    """A digest of the code that builds a state (this file and every seeding module's
-    source), read without importing them. A state built by other code is reseeded."""
-    digest = hashlib.sha256(Path(__file__).read_bytes())
+    """A digest of every module's SCHEMA (the tables a state has). A state built with
+    other tables is reseeded; code changes that keep the tables do not trigger it."""
+    digest = hashlib.sha256(CORE_SCHEMA.encode())
     for name in MODULES:
-        spec = importlib.util.find_spec(f"opsbook.sandbox.{name}")
-        origin = spec.origin if spec is not None else None
-        digest.update(name.encode() + (Path(origin).read_bytes() if origin else b"-"))
+        mod = load_module(name)
+        digest.update(f"{name}:{getattr(mod, 'SCHEMA', None) or '-'}".encode())
     return digest.hexdigest()[:16]
 
 
@@ -134,7 +132,7 @@ class State:
         return self.dir / "d1" / f"{uuid}.sqlite"
 
     def is_seeded(self) -> bool:
-        """True when the state was built by this code (else it needs a reset)."""
+        """True when the state has this code's tables (else it needs a reset)."""
         if not (self.control_path.is_file() and self.credentials_path.is_file()):
             return False
         try:
