@@ -201,7 +201,8 @@ def apply_consumer_missing(state: State, options: dict[str, Any]) -> None:
     profile = _profile(options)
     onset = _onset(options, 45)
     queue = queues_model.queue_row(state, profile.queue)
-    assert queue is not None, profile.queue
+    if queue is None:
+        raise ValueError(f"queue {profile.queue} does not exist in this sandbox")
     consumers = queues_model.consumers_of(state, queue["queue_id"])
     with state.tx() as db:
         db.execute("DELETE FROM consumers WHERE queue_id = ?", (queue["queue_id"],))
