@@ -100,9 +100,11 @@ def test_cloudflare_outage(p: Platform) -> None:
     assert len(incidents) == 1 and "Cloudflare Workers" in incidents[0].components
     workers = next(c for c in p.status.components() if c.name == "Cloudflare Workers")
     assert workers.status == "major_outage"
+    assert p.http.get("/apps/peptalk/api/health").status_code >= 500  # the app is down with it
     faultctl.heal(p.state, "cloudflare-outage")
     assert p.status.status().indicator == "none" and p.status.unresolved_incidents() == []
     assert all(c.operational for c in p.status.components())
+    assert p.http.get("/apps/peptalk/api/health").status_code == 200
 
 
 def test_verification_tokens_missing(p: Platform) -> None:
