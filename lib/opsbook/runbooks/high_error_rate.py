@@ -1,0 +1,277 @@
+"""high-error-rate: 5-10 % of requests fail, no complete outage (seed 000 Issue 4,
+seed 004 "High Error Rate").
+
+The error rate and its onset come from Workers analytics (per minute and per version);
+which routes fail, and with what, from probes of every route while a tail records
+them. The exception text tells D1 and R2 failures apart from code bugs; the versions tell
+whether the errors began with the deployment serving now.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import pandas as pd
+
+from .. import analysis
+
+if TYPE_CHECKING:
+    from ..platform import Platform
+    from .deploys import RollbackPlan
+
+CAUSES = {
+    "one-endpoint-broken": "one route carries the errors; the rest of the API works",
+    "error-after-deploy": "errors across routes began with the deployment serving now",
+    "d1-overload": "D1 queries time out or fail (D1_ERROR) under load",
+    "r2-errors": "R2 reads fail with internal errors (the PDF route)",
+}
+PROFILES = ("manuscript", "peptalk")
+SEVERITY = "P1"  # seed 004: an alert at >5 % errors; partial service degradation for users
+NO_REMEDY = {
+    "d1-overload": "no missing index explains it: reduce the heavy queries (pagination, KV "
+    "caching, read replicas); D1 recovers when the load drops",
+    "r2-errors": "R2 internal errors are usually transient: check the Cloudflare status page "
+    "and watch; retry reads in code",
+    "one-endpoint-broken": "the route did not break with a deployment: fix the code and deploy",
+}
+D1_PATTERN = re.compile(r"D1_ERROR|D1 (?:DB|database)|SQLITE_BUSY", re.IGNORECASE)
+# R2 binding errors read "<op>: We encountered an internal error. Please try again. (10001)"
+R2_PATTERN = re.compile(
+    r"\b(?:get|put|head|list|delete): .*\(1\d{4}\)|\bR2\b|internal error.*\(10001\)", re.IGNORECASE
+)
+
+
+# ---- the error rate ----------------------------------------------------------------------
+@dataclass(frozen=True)
+class Rate:
+    requests: int
+    errors: int
+    sustained: analysis.Sustained | None  # the longest run above the threshold
+
+    @property
+    def rate(self) -> float:
+        return self.errors / self.requests if self.requests else 0.0
+
+
+def error_rate(series5: pd.DataFrame, threshold: float, for_minutes: float) -> Rate:
+    """5-minute buckets (requests, errors, error_rate) -> the window's rate and its sustained
+    run above `threshold` for at least `for_minutes`."""
+    if series5.empty:
+        return Rate(0, 0, None)
+    return Rate(
+        int(series5["requests"].sum()),
+        int(series5["errors"].sum()),
+        analysis.sustained(series5, threshold, for_minutes),
+    )
+
+
+# ---- the probes ----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class RouteFailures:
+    route: str
+    probes: int
+    failed: int
+    errors: tuple[tuple[str, int], ...]  # exception/log text -> count, from the tail
+
+    @property
+    def share(self) -> float:
+        return self.failed / self.probes if self.probes else 0.0
+
+
+def route_failures(probes: pd.DataFrame, events: pd.DataFrame) -> list[RouteFailures]:
+    """Per route: probes, failed (5xx or no answer), and what the tail logged for the failures."""
+    out = []
+    for route, grp in probes.groupby("route", sort=False):
+        texts: Counter[str] = Counter()
+        if len(events):
+            mine = events[events["url"].isin(set(grp["url"]))]
+            bad = mine[
+                (mine["outcome"] != "ok") | (mine["status"].fillna(0).astype("int64") >= 500)
+            ]
+            for exc, logs in zip(bad["exceptions"].fillna(""), bad["logs"].fillna(""), strict=True):
+                texts[exc or _error_line(str(logs)) or "(no exception text)"] += 1
+        timeouts = int(grp["error"].fillna("").str.startswith("timeout").sum())
+        if timeouts:
+            texts[f"no answer within the probe timeout ({timeouts}x)"] += 0
+        out.append(RouteFailures(str(route), len(grp), int(grp["failed"].sum()),
+                                 tuple(texts.most_common(3))))  # fmt: skip
+    return out
+
+
+def _error_line(logs: str) -> str:
+    return next((line for line in logs.splitlines() if line.startswith("(error)")), "")
+
+
+def tail_errors(events: pd.DataFrame) -> Counter[str]:
+    """Exception texts (or error log lines) of every failed invocation the tail saw."""
+    texts: Counter[str] = Counter()
+    if events.empty:
+        return texts
+    bad = events[(events["outcome"] != "ok") | (events["status"].fillna(0).astype("int64") >= 500)]
+    for exc, logs in zip(bad["exceptions"].fillna(""), bad["logs"].fillna(""), strict=True):
+        text = exc or _error_line(str(logs))
+        if text:
+            texts[text] += 1
+    return texts
+
+
+# ---- the verdict -----------------------------------------------------------------------
+def _top(texts: Counter[str], n: int = 3) -> str:
+    return "; ".join(f"{c} x {t}" for t, c in texts.most_common(n))
+
+
+def diagnose(
+    *,
+    rate: Rate,
+    threshold: float,
+    for_minutes: float,
+    routes: list[RouteFailures],
+    errors: Counter[str],
+    plan: RollbackPlan | None,
+    r2_bucket: str | None,
+    database: str,
+) -> tuple[str, list[str], str | None]:
+    """(cause, evidence, remedy)."""
+    window = (f"error rate {rate.rate:.1%} ({rate.errors} of {rate.requests} invocations) over "
+              "the window")  # fmt: skip
+    if rate.sustained:
+        s = rate.sustained
+        window += (f"; above {threshold:.0%} for {s.minutes:.0f} min from {s.start:%H:%M} UTC "
+                   f"(peak {s.peak:.1%})")  # fmt: skip
+    failing = [r for r in routes if r.failed]
+    probed = sum(r.probes for r in routes)
+    probe_text = ", ".join(f"{r.route} {r.failed}/{r.probes}" for r in routes)
+    if not rate.sustained and not failing:
+        return (
+            "healthy",
+            [f"{window}: below {threshold:.0%} for {for_minutes:.0f} min",
+             f"probes: {probed} sent, none failed ({probe_text})"],
+            None,
+        )  # fmt: skip
+    d1 = Counter({t: c for t, c in errors.items() if D1_PATTERN.search(t)})
+    r2 = Counter({t: c for t, c in errors.items() if R2_PATTERN.search(t)})
+    if d1 and sum(d1.values()) >= sum(r2.values()):
+        where = [r.route for r in failing]
+        return (
+            "d1-overload",
+            [
+                f"D1 errors in the tail: {_top(d1)}",
+                f"database {database}; failing routes: {', '.join(where) or 'none of the probes'} "
+                f"({probe_text})",
+                window,
+            ],
+            None,
+        )
+    if r2:
+        return (
+            "r2-errors",
+            [
+                f"R2 errors in the tail: {_top(r2)}",
+                f"bucket {r2_bucket or '?'}; failing routes: "
+                f"{', '.join(r.route for r in failing) or 'none of the probes'} ({probe_text})",
+                window,
+            ],
+            None,
+        )
+    broken = [r for r in routes if r.share >= 0.6]
+    others = [r for r in routes if r not in broken]
+    if len(broken) == 1 and all(r.share <= 0.1 for r in others):
+        r = broken[0]
+        errs = "; ".join(f"{c} x {t}" for t, c in r.errors if c) or "no exception text"
+        evidence = [
+            f"endpoint {r.route}: {r.failed} of {r.probes} probes failed ({errs})",
+            "every other route answered: " + ", ".join(f"{o.route} {o.failed}/{o.probes}" for o in others),
+            window,
+        ]  # fmt: skip
+        if plan is not None:
+            evidence.append(plan.evidence())
+            return ("one-endpoint-broken", evidence,
+                    f"Roll back to version {plan.target_version}: {r.route} broke with the "
+                    "deployment serving now.")  # fmt: skip
+        evidence.append("the route did not break with the deployment serving now")
+        return "one-endpoint-broken", evidence, None
+    if plan is not None and rate.sustained:
+        return (
+            "error-after-deploy",
+            [
+                plan.evidence(),
+                f"errors across routes: {probe_text}"
+                + (f"; tail: {_top(errors)}" if errors else ""),
+                window,
+            ],
+            f"Roll back to version {plan.target_version} (deployment {plan.target.get('id')}).",
+        )
+    return (
+        "unknown",
+        [window, f"probes: {probe_text}", f"tail errors: {_top(errors) or 'none seen'}"],
+        "Tail the worker's errors (npx wrangler tail --status error) and compare with recent changes.",
+    )
+
+
+def verify_routes(
+    p: Platform, routes: list[str], threshold: float, repeat: int = 6
+) -> tuple[bool, list[str]]:
+    """Fresh probes after the fix: the named routes (or all) fail below the threshold."""
+    from .signals import probe_routes
+
+    probes, _events = probe_routes(p, repeat=repeat, timeout_s=10.0, linger_s=0.0)
+    mine = probes[probes["route"].isin(routes)] if routes else probes
+    failed, total = int(mine["failed"].sum()), len(mine)
+    rate = failed / total if total else 1.0
+    current = p.cf.deployments(p.worker)[0]
+    version = ((current.get("versions") or [{}])[0]).get("version_id")
+    return total > 0 and rate < threshold, [
+        f"{total} fresh probes of {', '.join(routes) or 'every route'}: {failed} failed "
+        f"({rate:.0%}, threshold {threshold:.0%})",
+        f"serving now: deployment {current.get('id')} (version {version})",
+    ]
+
+
+def status_page_note(p: Platform) -> str:
+    """What the Cloudflare status page says (seed 004: check it for R2 errors)."""
+    try:
+        bad = [c for c in p.status.components() if not c.operational]
+        incidents = p.status.unresolved_incidents()
+    except Exception as exc:  # the status page is advice, not evidence we must have
+        return f"status page unreachable: {exc}"
+    if not bad and not incidents:
+        return "Cloudflare status page: all components operational, no open incident"
+    return "Cloudflare status page: " + "; ".join(
+        [f"{c.name} {c.status}" for c in bad]
+        + [f"incident '{i.name}' ({i.status})" for i in incidents]
+    )
+
+
+def probe_rounds(
+    p: Platform, rate: Rate, *, repeat: int, timeout_s: float, max_rounds: int
+) -> tuple[pd.DataFrame, pd.DataFrame, int]:
+    """Probe every route while tailing; while the analytics show sustained errors that no
+    probe has reproduced yet, probe again (at most `max_rounds`): (probes, events, rounds)."""
+    from .signals import probe_routes
+
+    all_probes: list[pd.DataFrame] = []
+    all_events: list[pd.DataFrame] = []
+    for _round in range(max_rounds):
+        probes, events = probe_routes(p, repeat=repeat, timeout_s=timeout_s, linger_s=0.5)
+        all_probes.append(probes)
+        if len(events):
+            all_events.append(events)
+        seen = bool(probes["failed"].any()) or bool(tail_errors(events))
+        if seen or not rate.sustained:
+            break
+    events = (
+        pd.concat(all_events, ignore_index=True)
+        if all_events
+        else pd.DataFrame(columns=["url", "outcome", "status", "exceptions", "logs", "version"])
+    )
+    return pd.concat(all_probes, ignore_index=True), events, len(all_probes)
+
+
+def failing_versions(events: pd.DataFrame) -> list[str]:
+    if events.empty:
+        return []
+    bad = events[(events["outcome"] != "ok") | (events["status"].fillna(0).astype("int64") >= 500)]
+    return sorted({str(v) for v in bad["version"].dropna()})

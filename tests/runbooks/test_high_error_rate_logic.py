@@ -1,0 +1,135 @@
+"""high-error-rate and deploys: route failures, error classes, onset vs deployment."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import pandas as pd
+
+from opsbook import analysis
+from opsbook.runbooks import deploys
+from opsbook.runbooks import high_error_rate as her
+
+DEPLOYS = [
+    {"id": "d3", "created_on": "2026-11-23T09:00:00Z", "versions": [{"version_id": "v3", "percentage": 100}],
+     "annotations": {"workers/message": "Add readability score"}},
+    {"id": "d2", "created_on": "2026-11-22T09:00:00Z", "versions": [{"version_id": "v2", "percentage": 100}]},
+    {"id": "d1", "created_on": "2026-11-21T09:00:00Z", "versions": [{"version_id": "v1", "percentage": 100}]},
+]  # fmt: skip
+
+
+def per_version(now: tuple[int, int], before: tuple[int, int]) -> dict[str, deploys.VersionErrors]:
+    return {"v3": deploys.VersionErrors("v3", *now), "v2": deploys.VersionErrors("v2", *before)}
+
+
+def test_rollback_only_when_the_serving_deployment_began_the_errors() -> None:
+    plan = deploys.rollback_plan(DEPLOYS, per_version((1000, 80), (9000, 12)), min_rate=0.05)
+    assert plan is not None and plan.target_version == "v2" and "d3" in plan.evidence()
+    # the previous version failed as much: the deployment is not to blame
+    assert (
+        deploys.rollback_plan(DEPLOYS, per_version((1000, 80), (9000, 700)), min_rate=0.05) is None
+    )
+    # under the threshold: nothing to roll back
+    assert (
+        deploys.rollback_plan(DEPLOYS, per_version((1000, 10), (9000, 12)), min_rate=0.05) is None
+    )
+    # the failures ran another version
+    assert deploys.rollback_plan(DEPLOYS, per_version((1000, 80), (9000, 12)), min_rate=0.05,
+                                 failing_versions=["v9"]) is None  # fmt: skip
+
+
+def test_rollback_target_skips_split_deployments() -> None:
+    split = [DEPLOYS[0], {"id": "dx", "versions": [{"version_id": "a", "percentage": 50},
+                                                   {"version_id": "b", "percentage": 50}]}, DEPLOYS[1]]  # fmt: skip
+    target = deploys.rollback_target(split, "d3")
+    assert target is not None and target["id"] == "d2"
+
+
+def test_onset_lines_up_with_a_deployment() -> None:
+    idx = pd.date_range("2026-11-23T08:00Z", periods=24, freq="5min", name="ts")
+    rate = [0.001] * 12 + [0.07] * 12
+    series = pd.DataFrame(
+        {"requests": 100, "errors": [int(r * 100) for r in rate], "error_rate": rate}, index=idx
+    )
+    deps = [
+        {
+            "id": "d",
+            "created_on": "2026-11-23T08:58:00Z",
+            "versions": [{"version_id": "v", "percentage": 100}],
+        }
+    ]
+    on = deploys.onset(series, deps)
+    assert on is not None and on.deployment is not None and on.deployment["id"] == "d"
+    assert on.at == pd.Timestamp("2026-11-23T09:00Z") and on.version_id == "v"
+
+
+def probes_frame(failures: dict[str, int], n: int = 6) -> pd.DataFrame:
+    rows = []
+    for route, bad in failures.items():
+        for i in range(n):
+            url = f"https://x{route.split()[1]}"
+            rows.append({"route": route, "url": url, "expected": 401, "status": 500 if i < bad else 401,
+                         "ms": 20.0, "error": None, "failed": i < bad})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def routes(failures: dict[str, int]) -> list[her.RouteFailures]:
+    return her.route_failures(
+        probes_frame(failures),
+        pd.DataFrame(columns=["url", "outcome", "status", "exceptions", "logs"]),
+    )
+
+
+def rate(sustained: bool) -> her.Rate:
+    s = analysis.Sustained(
+        pd.Timestamp("2026-11-23T09:00Z"), pd.Timestamp("2026-11-23T10:00Z"), 60, 0.09, 0.08
+    )
+    return her.Rate(1000, 80 if sustained else 1, s if sustained else None)
+
+
+def diagnose(r: her.Rate, fails: dict[str, int], errors: Counter[str] | None = None, plan: Any = None) -> tuple[str, list[str], str | None]:  # fmt: skip
+    return her.diagnose(rate=r, threshold=0.05, for_minutes=5, routes=routes(fails), errors=errors or Counter(),
+                        plan=plan, r2_bucket="peptalk-pdfs", database="peptalk-production-db")  # fmt: skip
+
+
+ALL = {
+    "GET /health": 0,
+    "GET /manuscripts": 0,
+    "GET /manuscripts/:id": 0,
+    "GET /manuscripts/:id/analysis": 0,
+}
+
+
+def test_healthy() -> None:
+    assert diagnose(rate(False), ALL)[0] == "healthy"
+
+
+def test_one_route_failing_names_it_and_rolls_back_only_with_a_plan() -> None:
+    fails = {**ALL, "GET /manuscripts/:id/analysis": 6}
+    cause, evidence, remedy = diagnose(rate(True), fails)
+    assert (
+        cause == "one-endpoint-broken"
+        and "/manuscripts/:id/analysis" in evidence[0]
+        and remedy is None
+    )
+    plan = deploys.rollback_plan(DEPLOYS, per_version((1000, 80), (9000, 12)), min_rate=0.05)
+    cause, _, remedy = diagnose(rate(True), fails, plan=plan)
+    assert cause == "one-endpoint-broken" and remedy and "v2" in remedy
+
+
+def test_d1_and_r2_errors_are_named_by_their_text() -> None:
+    d1 = Counter({"Error: D1_ERROR: timeout": 3})
+    assert diagnose(rate(True), {**ALL, "GET /manuscripts": 2}, d1)[0] == "d1-overload"
+    r2 = Counter({"Error: get: We encountered an internal error. Please try again. (10001)": 4})
+    assert diagnose(rate(True), {"GET /api/peptides/:slug/pdf": 4}, r2)[0] == "r2-errors"
+
+
+def test_scattered_errors_after_a_deploy() -> None:
+    plan = deploys.rollback_plan(DEPLOYS, per_version((1000, 70), (9000, 12)), min_rate=0.05)
+    fails = {**ALL, "GET /health": 1, "GET /manuscripts/:id": 1}
+    cause, evidence, remedy = diagnose(
+        rate(True), fails, Counter({"RangeError: Invalid time value": 2}), plan
+    )
+    assert cause == "error-after-deploy" and "d3" in evidence[0] and remedy and "v2" in remedy
+    assert diagnose(rate(True), fails)[0] == "unknown"  # no deployment to blame: not forced

@@ -1,0 +1,108 @@
+"""slow-responses: EXPLAIN plan parsing, index judgement, cold starts, upstream latency."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from opsbook.clients import logs
+from opsbook.runbooks import slow_responses as sr
+
+SQL = "SELECT * FROM manuscripts WHERE author_id = ? ORDER BY created_at DESC"
+USER_ID = "CREATE INDEX IF NOT EXISTS idx_manuscripts_user_id ON manuscripts(author_id)"
+CREATED = "CREATE INDEX IF NOT EXISTS idx_manuscripts_created ON manuscripts(created_at)"
+RECOMMENDED = [sr.parse_index(USER_ID), sr.parse_index(CREATED)]
+
+
+def steps(*details: str) -> list[sr.PlanStep]:
+    return sr.plan_steps(
+        [{"id": i, "parent": 0, "notused": 0, "detail": d} for i, d in enumerate(details)]
+    )
+
+
+def test_parse_index_reads_name_table_and_columns() -> None:
+    idx = sr.parse_index('CREATE INDEX idx_x ON "t"(a, b DESC)'.replace('"t"', "t"))
+    assert idx is not None and (idx.name, idx.table, idx.columns) == ("idx_x", "t", ("a", "b"))
+    assert sr.parse_index("CREATE TABLE t (a)") is None
+
+
+def test_plan_steps_tell_a_scan_from_a_search() -> None:
+    scan, via_index, search, covering = steps(
+        "SCAN manuscripts",
+        "SCAN manuscripts USING INDEX idx_manuscripts_created",
+        "SEARCH manuscripts USING INDEX idx_manuscripts_user_id (author_id=?)",
+        "SCAN manuscripts USING COVERING INDEX idx_x",
+    )
+    assert (
+        scan.scan == "manuscripts" and via_index.scan == "manuscripts"
+    )  # an index walk still reads every row
+    assert search.scan is None and search.search_index == "idx_manuscripts_user_id"
+    assert covering.scan is None
+
+
+def test_where_columns() -> None:
+    assert sr.where_columns(SQL) == ["author_id"]
+    assert sr.where_columns("SELECT * FROM peptides ORDER BY name") == []
+
+
+def test_a_scan_without_the_author_index_is_missing_it() -> None:
+    existing = [sr.parse_index(CREATED)]
+    check = sr.judge_query(SQL, steps("SCAN manuscripts USING INDEX idx_manuscripts_created"),
+                           {"rows_read": 200000, "duration": 950.0}, existing, RECOMMENDED)  # fmt: skip
+    assert check.table == "manuscripts"
+    assert [i.name for i in check.missing] == ["idx_manuscripts_user_id"]
+    assert check.rows_read == 200000
+
+
+def test_a_search_with_the_index_misses_nothing() -> None:
+    check = sr.judge_query(
+        SQL, steps("SEARCH manuscripts USING INDEX idx_manuscripts_user_id (author_id=?)", "USE TEMP B-TREE FOR ORDER BY"),
+        {"rows_read": 12}, RECOMMENDED, RECOMMENDED,
+    )  # fmt: skip
+    assert check.missing == []
+
+
+def test_a_small_table_scan_with_no_recommendation_is_fine() -> None:
+    check = sr.judge_query(
+        "SELECT * FROM peptides ORDER BY name", steps("SCAN peptides"), {}, [], []
+    )
+    assert check.scans == ["peptides"] and check.missing == []
+
+
+def test_cold_starts_are_the_requests_after_idle_gaps() -> None:
+    t0 = pd.Timestamp("2026-11-23T10:00:00Z")
+    rows = [(0, 2600), (5, 2500), (5.1, 60), (11, 2700), (11.05, 55)]  # minutes, wall ms
+    frame = pd.DataFrame({"ts": [t0 + pd.Timedelta(minutes=m) for m, _ in rows],
+                          "requests": 1, "wall_p50_ms": [w for _, w in rows]})  # fmt: skip
+    cold = sr.cold_starts(frame, idle_minutes=3, budget_ms=2000)
+    assert (cold.requests, cold.after_idle, cold.slow, cold.slow_after_idle) == (5, 3, 3, 3)
+    assert cold.warm_p50_ms < 100
+
+
+def test_upstream_latency_comes_from_logged_latency_ms() -> None:
+    event = {"eventTimestamp": 1, "outcome": "ok", "logs": [
+        {"level": "log", "message": ["anthropic", {"model": "m", "latency_ms": 6421}]},
+        {"level": "log", "message": ["tokens_used", 812]}]}  # fmt: skip
+    found = sr.upstream_latencies(logs.to_frame([event]), {"anthropic": "api.anthropic.com"})
+    assert found == {"api.anthropic.com": [6421.0]}
+
+
+def _window(p90: float, p99: float, body99: float = 6000, n: int = 100) -> sr.Window:
+    return sr.Window(n, 50, p90, p99, 1200, body99)
+
+
+def test_diagnose_order_and_healthy() -> None:
+    fine = dict(checks=[], latencies={}, probe_p95={"GET /health": 20.0},
+                cold=sr.ColdStarts(0, 0, 0, 0, 0, 0), budget_ms=2000)  # fmt: skip
+    assert (
+        sr.diagnose(recent=_window(800, 1600), baseline=_window(800, 1600), **fine)[0] == "healthy"
+    )
+    big = sr.diagnose(
+        recent=_window(900, 1500, body99=380_000), baseline=_window(800, 1600), **fine
+    )
+    assert big[0] == "large-payload" and "(63x)" in big[1][0]
+    slow = dict(fine, latencies={"api.anthropic.com": [6100.0, 7900.0]})
+    up = sr.diagnose(recent=_window(900, 8000), baseline=_window(800, 1600), **slow)
+    assert up[0] == "slow-upstream" and "api.anthropic.com" in up[1][0]
+    assert (
+        sr.diagnose(recent=_window(5000, 9000), baseline=_window(800, 1600), **fine)[0] == "unknown"
+    )
