@@ -46,14 +46,22 @@ def _collapse_slugs(unique_paths: Iterable[str]) -> dict[str, str]:
     return mapping
 
 
-def collapse_paths_arrow(paths: Any) -> Any:
-    """pyarrow strings -> a dictionary array of collapsed paths (ids, then slugs)."""
-    import pyarrow as pa
+def collapse_ids_arrow(paths: Any) -> Any:
+    """pyarrow strings with their id segments replaced by `:id` (the vectorised first step)."""
     import pyarrow.compute as pc
 
     arr = pc.fill_null(paths, "")
     for _ in range(2):
         arr = pc.replace_substring_regex(arr, ID_PATTERN, r"/:id\1")
+    return arr
+
+
+def collapse_paths_arrow(paths: Any, ids_done: bool = False) -> Any:
+    """pyarrow strings -> a dictionary array of collapsed paths (ids, then slugs)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    arr = paths if ids_done else collapse_ids_arrow(paths)
     encoded = pc.dictionary_encode(arr)
     if isinstance(encoded, pa.ChunkedArray):
         encoded = encoded.unify_dictionaries()
@@ -87,13 +95,12 @@ def route_column(method: pd.Series, path: pd.Series) -> pd.Series:
     return method.fillna("").astype("str") + " " + collapse_paths(path)
 
 
-def route_arrow(method: Any, path: Any) -> Any:
+def route_arrow(method: Any, path: Any, ids_done: bool = False) -> Any:
     """The same as route_column over pyarrow arrays; a dictionary-encoded result."""
     import pyarrow.compute as pc
 
-    joined = pc.binary_join_element_wise(
-        pc.fill_null(method, ""), collapse_paths_arrow(path).cast("string"), " "
-    )
+    collapsed = collapse_paths_arrow(path, ids_done).cast("string")
+    joined = pc.binary_join_element_wise(pc.fill_null(method, ""), collapsed, " ")
     return pc.dictionary_encode(joined)
 
 

@@ -114,6 +114,7 @@ def _finish(df: pd.DataFrame, columns: Sequence[str] = COLUMNS) -> pd.DataFrame:
 
     if not isinstance(df["ts"].dtype, pd.DatetimeTZDtype):
         df["ts"] = pd.to_datetime(df["ts"], unit="ms", utc=True)
+    df["ts"] = df["ts"].astype("datetime64[ms, UTC]")
     for col in ("status", "tokens_used"):
         if col in df:
             df[col] = df[col].astype("Int64")
@@ -213,38 +214,60 @@ def _arrow_ndjson(path: Path | str, cols: Sequence[str]) -> pd.DataFrame:
             ),
         ]
     )
-    table = pj.read_json(
+    reader = pj.open_json(
         path,
         read_options=pj.ReadOptions(block_size=1 << 20),
         parse_options=pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore"),
     )
-    event = table.column("event")
+    from ..analysis import collapse_ids_arrow, route_arrow
+
+    chunks: dict[str, list[Any]] = {}
+    for batch in reader:  # block by block: memory stays at a few blocks plus the columns
+        for name, array in _columns(batch, cols, pa, pc).items():
+            if name == "route_path":
+                array = collapse_ids_arrow(array)
+            chunks.setdefault(name, []).append(array)
+    data = {name: pa.chunked_array(parts) for name, parts in chunks.items()}
+    if "route" in cols and "route_path" in data:
+        data["route"] = route_arrow(data.pop("route_method"), data.pop("route_path"), ids_done=True)
+    ordered = {c: data[c] for c in cols if c in data}
+    return pa.table(ordered).to_pandas() if ordered else pd.DataFrame()
+
+
+def _columns(batch: Any, cols: Sequence[str], pa: Any, pc: Any) -> dict[str, Any]:
+    event = batch.column("event")
     req = pc.struct_field(event, "request")
     url = pc.struct_field(req, "url")
-    path_col = pc.replace_substring_regex(
-        pc.replace_substring_regex(url, r"^[a-z]+://[^/]*", ""), r"[?#].*$", ""
+    need_path = "path" in cols or "route" in cols
+    path_col = (
+        pc.replace_substring_regex(
+            pc.replace_substring_regex(url, r"^[a-z]+://[^/]*", ""), r"[?#].*$", ""
+        )
+        if need_path
+        else None
     )
     wanted = {
-        "ts": lambda: pc.cast(table.column("eventTimestamp"), pa.timestamp("ms", tz="UTC")),
-        "script": lambda: table.column("scriptName"),
-        "version": lambda: pc.struct_field(table.column("scriptVersion"), "id"),
+        "ts": lambda: pc.cast(batch.column("eventTimestamp"), pa.timestamp("ms", tz="UTC")),
+        "script": lambda: batch.column("scriptName"),
+        "version": lambda: pc.struct_field(batch.column("scriptVersion"), "id"),
         "method": lambda: pc.struct_field(req, "method"),
         "url": lambda: url,
         "path": lambda: path_col,
         "status": lambda: pc.struct_field(pc.struct_field(event, "response"), "status"),
-        "outcome": lambda: table.column("outcome"),
-        "wall_ms": lambda: table.column("wallTime"),
-        "cpu_ms": lambda: table.column("cpuTime"),
+        "outcome": lambda: batch.column("outcome"),
+        "wall_ms": lambda: batch.column("wallTime"),
+        "cpu_ms": lambda: batch.column("cpuTime"),
         "client_ip": lambda: pc.struct_field(pc.struct_field(req, "headers"), "cf-connecting-ip"),
         "country": lambda: pc.struct_field(pc.struct_field(req, "cf"), "country"),
         "colo": lambda: pc.struct_field(pc.struct_field(req, "cf"), "colo"),
     }
-    data = {name: wanted[name]() for name in wanted if name in cols}
+    out = {name: fn() for name, fn in wanted.items() if name in cols}
     if "route" in cols:
-        from ..analysis import route_arrow
-
-        data["route"] = route_arrow(pc.struct_field(req, "method"), path_col)
-    return pa.table(data).to_pandas()
+        out["route_method"] = pc.struct_field(req, "method")
+        out["route_path"] = path_col
+    if "outcome" in out:
+        out["outcome"] = pc.dictionary_encode(out["outcome"])
+    return out
 
 
 def write_ndjson(events: Iterable[dict[str, Any]], path: Path | str) -> int:

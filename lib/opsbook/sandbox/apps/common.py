@@ -134,12 +134,16 @@ def _record(
 ) -> None:
     req = ctx.request
     size = int(response.headers.get("content-length") or len(getattr(response, "body", b"") or b""))
+    # the URL as the Worker sees it: the sandbox's /apps/<profile> mount is not part of it
+    path = req.url.path.split(f"/apps/{ctx.profile.name}", 1)[-1] or "/"
+    query = f"?{req.url.query}" if req.url.query else ""
+    worker_url = f"{req.url.scheme}://{req.url.netloc}{path}{query}"
     ip = req.headers.get("cf-connecting-ip") or (req.client.host if req.client else "127.0.0.1")
     inv = trace.Invocation(
         ts_ms=ctx.at, script=ctx.profile.worker, version_id=ctx.snap.version_id,
         outcome=ctx.out.outcome, wall_ms=round(wall_ms, 3),
-        cpu_ms=round(min(wall_ms, model.cpu_ms), 3), method=req.method, url=str(req.url),
-        path=req.url.path.split(f"/apps/{ctx.profile.name}", 1)[-1] or "/", route=route,
+        cpu_ms=round(min(wall_ms, model.cpu_ms), 3), method=req.method, url=worker_url,
+        path=path, route=route,
         status=ctx.out.status, subrequests=model.subrequests + ctx.out.subrequests,
         colo="IAD", country=req.headers.get("cf-ipcountry", "US"), client_ip=ip,
         user_agent=req.headers.get("user-agent", ""), logs=ctx.out.logs,

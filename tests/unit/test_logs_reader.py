@@ -1,0 +1,131 @@
+"""clients.logs: wrangler's concatenated pretty JSON, NDJSON, and the Arrow fast path agree."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from opsbook.clients import logs
+
+
+def make_events(n: int, seed: int = 3) -> list[dict[str, Any]]:
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        ts = 1_790_000_000_000 + i * 1500
+        bad = i % 17 == 0
+        entries: list[dict[str, Any]] = []
+        if i >= n // 3:  # empty lists first, filled later
+            entries.append(
+                {"message": ["D1 query", {"rows": i % 9}], "level": "log", "timestamp": ts}
+            )
+            if i % 4 == 0:
+                entries.append(
+                    {"message": ["tokens_used", 100 + i], "level": "log", "timestamp": ts}
+                )
+            if i % 5 == 0:
+                entries.append(
+                    {"message": [[1, "a"], 2.5, None, True], "level": "debug", "timestamp": ts}
+                )
+        kind = f"/manuscripts/{rng.getrandbits(56):014x}" if i % 3 else "/manuscripts"
+        out.append(
+            {
+                "outcome": "exception" if bad else "ok",
+                "scriptName": "manuscript-upload-api",
+                "scriptVersion": {"id": "v-1"},
+                "exceptions": [{"name": "TypeError", "message": "boom", "timestamp": ts}]
+                if bad
+                else [],
+                "logs": entries,
+                "eventTimestamp": ts,
+                "event": {
+                    "request": {
+                        "url": f"https://api.example.com{kind}?page=1",
+                        "method": "GET",
+                        "headers": {"cf-connecting-ip": f"10.0.0.{i % 250}"},
+                        "cf": {"colo": "IAD", "country": "US"},
+                    },
+                    "response": {"status": 500 if bad else 200},
+                },
+                "wallTime": 10 + i % 50,
+                "cpuTime": 1 + i % 7,
+            }
+        )
+    return out
+
+
+def write(events: list[dict[str, Any]], path: Path, pretty: bool) -> Path:
+    with open(path, "w", encoding="utf-8") as fh:
+        for e in events:
+            fh.write(json.dumps(e, indent=4) + "\n" if pretty else json.dumps(e) + "\n")
+    return path
+
+
+def test_wrangler_json_and_ndjson_give_the_same_frame(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    events = make_events(300)
+    monkeypatch.setattr(logs, "_CHUNK", 997)  # objects cut by chunk boundaries
+    pretty = logs.read_events(write(events, tmp_path / "tail.json", pretty=True))
+    nd = logs.read_events(write(events, tmp_path / "tail.ndjson", pretty=False))
+    assert list(pretty.columns) == list(logs.COLUMNS)
+    pd.testing.assert_frame_equal(pretty, nd)
+    assert len(pretty) == 300
+    assert str(pretty["ts"].dtype) == "datetime64[ms, UTC]"
+    assert pretty["path"].iloc[0] == "/manuscripts"
+    assert set(pretty["route"]) == {"GET /manuscripts", "GET /manuscripts/:id"}
+
+
+def test_reference_values(tmp_path: Path) -> None:
+    events = make_events(120)
+    df = logs.read_events(write(events, tmp_path / "t.json", pretty=True))
+    for row, ev in zip(df.itertuples(), events, strict=True):
+        assert row.status == ev["event"]["response"]["status"]
+        assert row.wall_ms == ev["wallTime"]
+        assert row.client_ip == ev["event"]["request"]["headers"]["cf-connecting-ip"]
+        want = sum(m["message"][1] for m in ev["logs"] if m["message"][0] == "tokens_used") or None
+        assert (None if pd.isna(row.tokens_used) else row.tokens_used) == want
+        if ev["exceptions"]:
+            assert row.exceptions == "TypeError: boom"
+    mixed = df["logs"][df["logs"].str.contains("debug")].iloc[0]
+    assert '[1,"a"] 2.5 null true' in mixed
+
+
+def test_arrow_fast_path_matches_python_path(tmp_path: Path) -> None:
+    path = write(make_events(500), tmp_path / "t.ndjson", pretty=False)
+    cols = ("ts", "script", "version", "method", "url", "path", "route", "status", "outcome",
+            "wall_ms", "cpu_ms", "client_ip", "country", "colo")  # fmt: skip
+    fast = logs.read_events(path, columns=cols)
+    slow = logs.read_events(path)[list(cols)]
+    fast["route"] = fast["route"].astype("str")
+    fast["outcome"] = fast["outcome"].astype("str")
+    pd.testing.assert_frame_equal(
+        fast.reset_index(drop=True), slow.reset_index(drop=True), check_dtype=False
+    )
+
+
+def test_unknown_column_and_bad_file(tmp_path: Path) -> None:
+    path = write(make_events(3), tmp_path / "t.ndjson", pretty=False)
+    with pytest.raises(ValueError, match="unknown columns"):
+        logs.read_events(path, columns=("nope",))
+    broken = tmp_path / "broken.json"
+    broken.write_text('{"outcome": "ok",\n  "logs": [', encoding="utf-8")
+    with pytest.raises(json.JSONDecodeError):
+        logs.read_events(broken)
+
+
+def test_queue_and_scheduled_events() -> None:
+    df = logs.to_frame(
+        [
+            {"outcome": "ok", "scriptName": "s", "eventTimestamp": 1, "logs": [], "exceptions": [],
+             "event": {"queue": "manuscript-analysis-queue", "batchSize": 1}, "wallTime": 5, "cpuTime": 1},
+            {"outcome": "ok", "scriptName": "s", "eventTimestamp": 2, "logs": [], "exceptions": [],
+             "event": {"cron": "0 2 * * *", "scheduledTime": 2}, "wallTime": 5, "cpuTime": 1},
+        ]
+    )  # fmt: skip
+    assert list(df["route"]) == ["QUEUE manuscript-analysis-queue", "SCHEDULED 0 2 * * *"]
