@@ -32,6 +32,26 @@ def minutes_since(stamp: str) -> float:
     ).total_seconds() / 60
 
 
+ANALYTICS = """query($acct:String!,$s:Time!,$e:Time!,$w:String!){viewer{accounts(filter:{accountTag:$acct}){
+ workersInvocationsAdaptive(limit:1000,filter:{scriptName:$w,datetime_geq:$s,datetime_leq:$e}){
+  sum{requests errors}}}}}"""
+
+
+def requests_and_errors(
+    cf: Cloudflare, script: str, minutes_from: float, minutes_to: float
+) -> tuple[int, int]:
+    """Workers analytics (GraphQL) between `minutes_from` and `minutes_to` minutes ago."""
+    now = time.time()
+
+    def iso(minutes_ago: float) -> str:
+        return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now - 60 * minutes_ago))
+
+    variables = {"acct": cf.account_id, "w": script, "s": iso(minutes_from), "e": iso(minutes_to)}
+    data = cf.graphql(ANALYTICS, variables)
+    rows = data["viewer"]["accounts"][0]["workersInvocationsAdaptive"]
+    return sum(r["sum"]["requests"] for r in rows), sum(r["sum"]["errors"] for r in rows)
+
+
 def test_registry_has_every_platform_fault_with_its_runbook() -> None:
     known = {f.name: f for f in faultctl.load_all()}
     expected = {
@@ -72,6 +92,9 @@ def test_bad_deploy_until_rollback(
     assert app_get(info, "peptalk", "/api/health").status_code == 200  # the other app is fine
     current = cf.deployments(MANUSCRIPT)[0]
     assert 11 <= minutes_since(current["created_on"]) <= 13
+    requests, errors = requests_and_errors(cf, MANUSCRIPT, 10, 0)  # since the deployment
+    assert requests > 5 and errors / requests > 0.5
+    assert requests_and_errors(cf, MANUSCRIPT, 30, 15)[1] == 0  # before it: healthy
     assert current["versions"][0]["version_id"] == cf.versions(MANUSCRIPT)[0]["id"] != good
 
     cf.rollback(MANUSCRIPT, good, "Rollback due to issue")  # the runbook's remedy
@@ -105,6 +128,8 @@ def test_secret_missing_default_breaks_every_route(
 ) -> None:
     faultctl.break_fault(State(fresh_sandbox.state_dir), "secret-missing")
     assert "STRIPE_SECRET_KEY" not in {s["name"] for s in fresh_cf.secrets(MANUSCRIPT)}
+    requests, errors = requests_and_errors(fresh_cf, MANUSCRIPT, 9, 0)  # onset: 10 min ago
+    assert requests > 5 and errors == requests
     for path in ("/health", "/manuscripts"):
         assert app_get(fresh_sandbox, "manuscript", path).status_code == 500
     with pytest.raises(ValueError, match="not a required secret"):
