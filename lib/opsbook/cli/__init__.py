@@ -63,6 +63,10 @@ def _register() -> None:
     main.add_command(commands.finish)
     main.add_command(commands.list_runbooks)
     main.add_command(runs.runs)
+    from . import batch, report
+
+    main.add_command(batch.batch)
+    main.add_command(report.report)
     try:
         from .sandbox import sandbox
     except ImportError:  # the sandbox CLI module is optional while it is being built

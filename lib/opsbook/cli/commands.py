@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 from pathlib import Path
@@ -52,6 +53,12 @@ Examples:
 @click.option(
     "--timeout", type=float, metavar="SECONDS", help="Fail a cell that runs longer than this."
 )
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print only one JSON line: run_id, status, exit_code, run_dir, verdict.",
+)
 def run(
     runbook: str,
     env: str | None,
@@ -59,6 +66,7 @@ def run(
     incident: str | None,
     approve: tuple[str, ...],
     timeout: float | None,
+    as_json: bool = False,
 ) -> None:
     """Run RUNBOOK headless and archive its record.
 
@@ -70,7 +78,9 @@ def run(
     from .output import progress_display
 
     overrides = params.parse_overrides(list(params_))
-    with progress_display(Path(runbook).stem) as on_cell:
+    show = _print_json if as_json else print_result
+    display = contextlib.nullcontext(None) if as_json else progress_display(Path(runbook).stem)
+    with display as on_cell:
         try:
             result = runner.run(
                 runbook,
@@ -83,10 +93,24 @@ def run(
                 text_overrides=True,
             )
         except RunAborted as exc:
-            print_result(exc.result)  # type: ignore[attr-defined]
+            show(exc.result)  # type: ignore[attr-defined]
             sys.exit(130)
-    print_result(result)
+    show(result)
     sys.exit(result.exit_code or 0)
+
+
+def _print_json(result: Any) -> None:
+    import json
+
+    verdict = result.verdict
+    line = {
+        "run_id": result.run_id,
+        "status": result.status,
+        "exit_code": result.exit_code,
+        "run_dir": str(result.run_dir),
+        "verdict": verdict.get("cause") if verdict else None,
+    }
+    click.echo(json.dumps(line))
 
 
 @click.command(
