@@ -110,7 +110,9 @@ def test_api_exit_code_3_when_a_run_finds_a_problem(tmp_path: Path, outputs: Pat
     result = run_batch(batch, parallel=1, on_event=lambda s: seen.append((s.job.n, s.state)))
     assert result.exit_code == 3
     assert [j.outcome for j in result.jobs] == ["ok", "problem"]
-    assert seen == [(1, "running"), (1, "done"), (2, "running"), (2, "done")]  # parallel=1
+    # every job is announced pending, then one at a time (parallel=1)
+    announced, first, second = [(1, "pending"), (2, "pending")], (1, "running"), (2, "running")
+    assert seen == [*announced, first, (1, "done"), second, (2, "done")]
     assert result.summary_json.is_file() and result.summary_html.is_file()
     assert result.folder.parent == outputs / "batches"
 
@@ -245,3 +247,41 @@ def test_ctrl_c_stops_the_batch_and_keeps_every_record(tmp_path: Path, outputs: 
         assert (folder / job["report"]).is_file()
     assert summary["jobs"][2]["report"] is None
     assert "slow: 3 runs, 2 aborted, 1 not-run" in out
+
+
+def test_job_argv_round_trips_typed_parameters() -> None:
+    from opsbook import params
+
+    job = batchfile.Job(
+        1,
+        "ok",
+        str(FIXTURES / "ok.ipynb"),
+        "local",
+        {"count": 4, "ratio": 0.25, "verbose": True, "items": ["a", "b,c"], "label": "x y"},
+        incident="INC-9",
+        approve=["touch"],
+    )
+    argv = job.argv()
+    assert argv[:3] == [str(FIXTURES / "ok.ipynb"), "--env", "local"]
+    assert argv[-4:] == ["--incident", "INC-9", "--approve", "touch"]
+    pairs = [argv[i + 1] for i, a in enumerate(argv) if a == "-p"]
+    specs = params.inspect_notebook(FIXTURES / "ok.ipynb")
+    back = {
+        name: params.parse_text(specs[name], text)
+        for name, text in params.parse_overrides(pairs).items()
+    }
+    assert back == job.parameters
+
+
+def test_run_json_prints_one_line(outputs: Path) -> None:
+    proc = cli("run", str(FIXTURES / "problem.ipynb"), "--json")
+    assert proc.returncode == 3
+    [line] = proc.stdout.splitlines()
+    data = json.loads(line)
+    assert sorted(data) == ["exit_code", "run_dir", "run_id", "status", "verdict"]
+    assert (data["status"], data["exit_code"], data["verdict"]) == (
+        "completed",
+        3,
+        "too-many-errors",
+    )
+    assert Path(data["run_dir"], "record.json").is_file()

@@ -206,6 +206,8 @@ def run_batch(
     started = iso()
     notify = on_event or (lambda state: None)
     interrupted = False
+    for state in states:
+        notify(state)  # every job, pending
     with tempfile.TemporaryDirectory(prefix="opsbook-batch-") as logs:
         running: list[_Proc] = []
         pending = deque(states)

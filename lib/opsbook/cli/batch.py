@@ -25,10 +25,11 @@ def _label(state: Any) -> str:
     return state.outcome or state.state
 
 
-def _line(state: Any) -> str:
+def _line(state: Any, live: bool = False) -> str:
     job = state.job
     elapsed = state.elapsed
-    secs = f" {elapsed:.1f} s" if elapsed is not None and state.state == "done" else ""
+    shown = elapsed is not None and (live or state.state == "done")
+    secs = f" {elapsed:.1f} s" if shown else ""
     verdict = f" ({state.verdict})" if state.verdict else ""
     return f"[{job.n}] {job.runbook} on {job.env}: {_label(state)}{verdict}{secs}"
 
@@ -78,7 +79,8 @@ def batch(batch: str, parallel: int | None, envs: tuple[str, ...]) -> None:
         else:
 
             def plain(state: Any) -> None:
-                c.print(_line(state), soft_wrap=True, highlight=False)
+                if state.state != "pending":
+                    c.print(_line(state), soft_wrap=True, highlight=False)
 
             result = run_batch(batch, parallel=parallel, envs=envs, on_event=plain)
     except RunAborted as exc:
@@ -100,7 +102,7 @@ def _live(batch: str, parallel: int | None, envs: tuple[str, ...]) -> Any:
         for state in sorted(seen.values(), key=lambda s: s.job.n):
             label = _label(state)
             spin = "⠿" if state.state == "running" else " "
-            t.add_row(spin, f"[{STATE_STYLE.get(label, 'white')}]{_line(state)}[/]")
+            t.add_row(spin, f"[{STATE_STYLE.get(label, 'white')}]{_line(state, live=True)}[/]")
         return t
 
     with Live(get_renderable=table, console=console(), refresh_per_second=4, transient=False):
