@@ -238,3 +238,38 @@ def test_a_state_built_by_other_code_needs_a_reseed(spare_state: Path) -> None:
     assert not state.is_seeded()  # start() rebuilds it before serving
     (spare_state / "control.sqlite").unlink()
     assert not state.is_seeded()
+
+
+BROKEN_IMPORT = """
+import runpy, sys
+
+class Broken:
+    def find_spec(self, name, path=None, target=None):
+        if name == "opsbook.sandbox.statuspage":
+            raise RuntimeError("statuspage is broken for this test")
+        return None
+
+sys.meta_path.insert(0, Broken())
+sys.argv = ["x", "serve", "--state", sys.argv[1]]
+runpy.run_module("opsbook.sandbox", run_name="__main__")
+"""
+
+
+def test_a_module_that_fails_to_load_is_reported_not_fatal(spare_state: Path) -> None:
+    proc = subprocess.Popen([sys.executable, "-c", BROKEN_IMPORT, str(spare_state)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        info = None
+        while info is None and time.monotonic() < deadline:
+            info = sandbox_api.running(spare_state)
+            time.sleep(0.1)
+        assert info is not None and "statuspage" in info.load_errors
+        token = info.credentials["OPSBOOK_SANDBOX_TOKEN"]
+        verify = httpx.get(f"{info.urls()['cloudflare']}/user/tokens/verify",
+                           headers={"Authorization": f"Bearer {token}"})  # fmt: skip
+        assert verify.status_code == 200  # the rest of the sandbox serves
+        assert httpx.get(f"{info.urls()['statuspage']}/api/v2/status.json").status_code == 404
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)

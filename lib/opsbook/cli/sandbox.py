@@ -114,6 +114,7 @@ def status(state: str | None, as_json: bool) -> None:
         "account_id": info.account_id,
         "urls": info.urls(),
         "active_faults": active,
+        "load_errors": info.load_errors,
     }
     if as_json:
         click.echo(json.dumps(data, indent=2))
@@ -128,6 +129,11 @@ def status(state: str | None, as_json: bool) -> None:
     table.add_row("account id", info.account_id)
     faults = ", ".join(f["name"] for f in active) or "none"
     table.add_row("active faults", faults)
+    if info.load_errors:
+        table.add_row(
+            "[red]not loaded[/]",
+            f"{', '.join(info.load_errors)} (see {info.state_dir / 'server.log'})",
+        )
     _console().print(table)
 
 

@@ -46,6 +46,7 @@ class SandboxInfo:
     credentials: dict[str, str] = field(repr=False)
     port: int = 0
     tail_port: int | None = None
+    load_errors: list[str] = field(default_factory=list)  # modules whose routes are off
 
     def urls(self) -> dict[str, str]:
         """Base URL of every API the sandbox serves."""
@@ -92,16 +93,18 @@ def _alive(pid: int) -> bool:
         return True
 
 
-def _answers(port: int, pid: int) -> bool:
+def _ping(port: int, pid: int) -> dict[str, object] | None:
+    """The server's /_sandbox/ping answer if the server on `port` is process `pid`."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
     try:
         conn.request("GET", "/_sandbox/ping")
         resp = conn.getresponse()
-        return resp.status == 200 and json.loads(resp.read()).get("pid") == pid
+        data = json.loads(resp.read()) if resp.status == 200 else None
     except (OSError, ValueError, http.client.HTTPException):
-        return False
+        return None
     finally:
         conn.close()
+    return data if isinstance(data, dict) and data.get("pid") == pid else None
 
 
 def _info(state: State, data: dict[str, object]) -> SandboxInfo:
@@ -124,9 +127,13 @@ def _running(state: State) -> SandboxInfo | None:
         pid, port = int(data["pid"]), int(data["port"])
     except (KeyError, TypeError, ValueError):
         pid, port = 0, 0
-    if pid and _alive(pid) and _answers(port, pid):
-        return _info(state, data)
-    return None
+    ping = _ping(port, pid) if pid and _alive(pid) else None
+    if ping is None:
+        return None
+    info = _info(state, data)
+    errors = ping.get("load_errors")
+    info.load_errors = [str(e) for e in errors] if isinstance(errors, list) else []
+    return info
 
 
 def running(state_dir: Path | str | None = None) -> SandboxInfo | None:
