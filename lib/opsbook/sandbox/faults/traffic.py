@@ -13,7 +13,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from .. import conditions
+from .. import conditions, d1data
 from ..profiles import PROFILES
 from ..state import State
 from . import Fault, register
@@ -39,6 +39,11 @@ def _pipeline_fault(fault: str, name: str, data: dict[str, Any]) -> Any:
         from ..apps.pipeline import run_pipeline
 
         run = _last_nightly()
+        with d1data.d1_connect(state, PROFILES["peptalk"].database) as db:
+            last = db.execute("SELECT max(started_at) FROM pipeline_runs").fetchone()[0]
+        if last:  # a later (manual) run exists: the failing run is the newest one
+            after = datetime.fromisoformat(last.replace("Z", "+00:00")) + timedelta(minutes=1)
+            run = min(max(run, after), datetime.now(UTC))
         payload = {**data, "peptides": _peptides(options)}
         conditions.set_condition(state, name, payload, ms(run) - 60_000)
         remember(state, fault, {"condition": name})
