@@ -42,6 +42,13 @@ EXPECTED_EVIDENCE: dict[str, Callable[[dict[str, str]], list[str]]] = {
 }
 
 
+# Parameters a runbook needs that an operator would type, per runbook, from the fault's
+# options: the user who cannot reach their PDFs is the one the fault affected.
+PARAMETERS: dict[str, Callable[[dict[str, str]], dict[str, Any]]] = {
+    "subscription-access": lambda o: {"user_email": o.get("email", "prodtest1@example.com")},
+}
+
+
 @dataclass
 class Case:
     fault: str | None
@@ -58,6 +65,10 @@ class Case:
     @property
     def env(self) -> str:
         return PROFILE_ENV[self.profile]
+
+    @property
+    def parameters(self) -> dict[str, Any]:
+        return PARAMETERS.get(self.runbook, lambda o: {})(self.options)
 
 
 @dataclass
@@ -127,7 +138,11 @@ def cases(
                 continue
             for profile in fault.profiles:
                 if profile in profiles:
-                    out.append(Case(fault.name, fault.runbook, fault.verdict, profile, seed))
+                    # faults that can hit either app's resources are told which one
+                    options = {"profile": profile} if "profile" in fault.options else {}
+                    out.append(
+                        Case(fault.name, fault.runbook, fault.verdict, profile, seed, options)
+                    )
         if healthy and wanted is None:
             for runbook, fault_profiles in sorted(runbooks.items()):
                 for profile in _runbook_profiles(runbook, fault_profiles):
@@ -216,7 +231,7 @@ def run_case(case: Case, boxes: Sandboxes, *, incident_prefix: str = "DRILL") ->
     incident = f"{incident_prefix}-{utcnow():%Y%m%d%H%M%S}-{case.fault or 'healthy'}-{case.profile}"
     try:
         boxes.prepare(case)
-        first = runner.run(case.runbook, case.env, incident=incident)
+        first = runner.run(case.runbook, case.env, case.parameters, incident=incident)
         outcome.runs.append(first.run_id)
         record = first.record
         if first.status != "completed":
@@ -242,7 +257,9 @@ def run_case(case: Case, boxes: Sandboxes, *, incident_prefix: str = "DRILL") ->
         if not outcome.remedy:
             outcome.remedy_applied = False
             return outcome
-        second = runner.run(case.runbook, case.env, incident=incident, approve=outcome.remedy)
+        second = runner.run(
+            case.runbook, case.env, case.parameters, incident=incident, approve=outcome.remedy
+        )
         outcome.runs.append(second.run_id)
         rec2 = second.record
         modes = {a["id"]: a["mode"] for a in rec2.get("actions", []) if a["id"] in outcome.remedy}

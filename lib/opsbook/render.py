@@ -214,7 +214,7 @@ def _actions_block(actions: list[Mapping[str, Any]]) -> str:
         preview = a.get("preview") or {}
         lines = [
             f"<code>{esc(preview[k])}</code>"
-            for k in ("call", "wrangler", "sql")
+            for k in ("call", "wrangler", "stripe", "sql")
             if isinstance(preview, Mapping) and preview.get(k)
         ]
         detail = "<br>".join(lines)
