@@ -42,7 +42,7 @@ def frame(n: int = 2000, seed: int = 5) -> pd.DataFrame:
     rng = random.Random(seed)
     rows = []
     for i in range(n):
-        route = rng.choice(["/manuscripts", "/manuscripts/%d" % rng.randrange(10**6), "/health"])
+        route = rng.choice(["/manuscripts", f"/manuscripts/{rng.randrange(10**6)}", "/health"])
         status = 500 if rng.random() < 0.05 else 200
         rows.append({"ts": 1_790_000_000_000 + i * 7_000, "method": "GET", "path": route,
                      "status": status, "outcome": "ok" if rng.random() > 0.01 else "exception",

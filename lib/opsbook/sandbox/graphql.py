@@ -257,6 +257,10 @@ def _getter(field_path: str, names: dict[str, str]) -> Any:
     return None
 
 
+def _sort_key(getter: Any) -> Any:
+    return lambda it: (getter(it) is None, getter(it) or 0)
+
+
 def _order(
     items: list[dict[str, Any]], order: Any, groups: dict[str, Field], path: list[str]
 ) -> list[dict[str, Any]]:
@@ -268,9 +272,7 @@ def _order(
         getter = _getter(field_path, names) if direction in ("ASC", "DESC") else None
         if getter is None:
             raise GraphQLError(f"invalid orderBy {text!r}", path)
-        items.sort(
-            key=lambda it, g=getter: (g(it) is None, g(it) or 0), reverse=direction == "DESC"
-        )
+        items.sort(key=_sort_key(getter), reverse=direction == "DESC")
     return items
 
 

@@ -119,34 +119,45 @@ routes: list[BaseRoute] = [
 
 
 # ---- filters -----------------------------------------------------------------------
-def make_filter(filters: list[dict[str, Any]], seed: str) -> Callable[[Mapping[str, Any]], bool]:
+Check = Callable[[Mapping[str, Any]], bool]
+
+
+def _check(entry: dict[str, Any], rng: random.Random) -> Check | None:
+    """The predicate of one filter entry (None when it keeps everything)."""
+    if "sampling_rate" in entry:
+        rate = float(entry["sampling_rate"])
+        return lambda _item: rng.random() < rate
+    if "outcome" in entry:
+        outcomes = set(entry["outcome"])
+        return lambda item: item.get("outcome") in outcomes
+    if "method" in entry:
+        methods = {m.upper() for m in entry["method"]}
+        return lambda item: _request(item).get("method") in methods
+    if "client_ip" in entry:
+        ips = {ip for ip in entry["client_ip"] if ip != "self"}
+        return (lambda item: _headers(item).get("cf-connecting-ip") in ips) if ips else None
+    if "query" in entry:
+        needle = str(entry["query"]).lower()
+        return lambda item: needle in _searchable(item)
+    if "header" in entry:
+        key = str(entry["header"].get("key", "")).lower()
+        query = entry["header"].get("query")
+        return lambda item: _header_match(item, key, query)
+    if "scriptVersion" in entry:
+        vid = entry["scriptVersion"]
+        return lambda item: (item.get("scriptVersion") or {}).get("id") == vid
+    return None
+
+
+def make_filter(filters: list[dict[str, Any]], seed: str) -> Check:
     """A predicate over TraceItems implementing wrangler's tail filters (all must match)."""
     rng = random.Random(seed)
-    checks: list[Callable[[Mapping[str, Any]], bool]] = []
+    checks: list[Check] = []
     for entry in filters:
-        if "sampling_rate" in entry:
-            rate = float(entry["sampling_rate"])
-            checks.append(lambda _item, r=rate: rng.random() < r)
-        if "outcome" in entry:
-            outcomes = set(entry["outcome"])
-            checks.append(lambda item, o=outcomes: item.get("outcome") in o)
-        if "method" in entry:
-            methods = {m.upper() for m in entry["method"]}
-            checks.append(lambda item, m=methods: _request(item).get("method") in m)
-        if "client_ip" in entry:
-            ips = {ip for ip in entry["client_ip"] if ip != "self"}
-            if ips:
-                checks.append(lambda item, i=ips: _headers(item).get("cf-connecting-ip") in i)
-        if "query" in entry:
-            needle = str(entry["query"]).lower()
-            checks.append(lambda item, n=needle: n in _searchable(item))
-        if "header" in entry:
-            key = str(entry["header"].get("key", "")).lower()
-            query = entry["header"].get("query")
-            checks.append(lambda item, k=key, q=query: _header_match(item, k, q))
-        if "scriptVersion" in entry:
-            vid = entry["scriptVersion"]
-            checks.append(lambda item, v=vid: (item.get("scriptVersion") or {}).get("id") == v)
+        for key in entry:  # an entry may hold several filters
+            check = _check({key: entry[key]}, rng)
+            if check is not None:
+                checks.append(check)
     return lambda item: all(check(item) for check in checks)
 
 
