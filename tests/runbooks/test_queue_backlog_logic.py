@@ -76,8 +76,14 @@ def test_429s_name_the_upstream_host() -> None:
 def test_a_draining_surge_is_high_volume_with_an_eta() -> None:
     cause, evidence, remedy = diagnose(reading(6000, 100.0), reading(5900, 102.0), [job()] * 100)
     assert cause == "high-volume" and remedy is None
-    assert "draining at 50 msg/s" in evidence[0]
+    assert "draining at about 50 msg/s" in evidence[0]
     assert "2.0 min" in evidence[1]
+
+
+def test_a_consumer_finishing_jobs_drains_even_between_two_equal_readings() -> None:
+    # readings inside one slow delivery tick do not move; the consumer's finished jobs do
+    cause, evidence, _ = diagnose(reading(6000, 100.0), reading(6000, 102.0), [job()] * 40)
+    assert cause == "high-volume" and "about 20 msg/s" in evidence[0]
 
 
 def test_a_stuck_backlog_with_a_consumer_is_unknown_not_forced() -> None:

@@ -37,6 +37,8 @@ NO_REMEDY = {
     "and watch; retry reads in code",
     "one-endpoint-broken": "the route did not break with a deployment: fix the code and deploy",
 }
+# a version that fails this often, and 5x the one before it, began the errors
+MIN_VERSION_RATE = 0.01
 D1_PATTERN = re.compile(r"D1_ERROR|D1 (?:DB|database)|SQLITE_BUSY", re.IGNORECASE)
 # R2 binding errors read "<op>: We encountered an internal error. Please try again. (10001)"
 R2_PATTERN = re.compile(
@@ -56,15 +58,19 @@ class Rate:
         return self.errors / self.requests if self.requests else 0.0
 
 
-def error_rate(series5: pd.DataFrame, threshold: float, for_minutes: float) -> Rate:
+def error_rate(
+    series5: pd.DataFrame, threshold: float, for_minutes: float, min_requests: int = 20
+) -> Rate:
     """5-minute buckets (requests, errors, error_rate) -> the window's rate and its sustained
     run above `threshold` for at least `for_minutes`."""
     if series5.empty:
         return Rate(0, 0, None)
+    # a bucket of a handful of requests (night traffic) says nothing about a rate
+    judged = series5["error_rate"].where(series5["requests"] >= min_requests, 0.0)
     return Rate(
         int(series5["requests"].sum()),
         int(series5["errors"].sum()),
-        analysis.sustained(series5, threshold, for_minutes),
+        analysis.sustained(judged, threshold, for_minutes),
     )
 
 
@@ -144,7 +150,7 @@ def diagnose(
     failing = [r for r in routes if r.failed]
     probed = sum(r.probes for r in routes)
     probe_text = ", ".join(f"{r.route} {r.failed}/{r.probes}" for r in routes)
-    if not rate.sustained and not failing:
+    if not rate.sustained and not failing and plan is None:
         return (
             "healthy",
             [f"{window}: below {threshold:.0%} for {for_minutes:.0f} min",
@@ -193,7 +199,7 @@ def diagnose(
                     "deployment serving now.")  # fmt: skip
         evidence.append("the route did not break with the deployment serving now")
         return "one-endpoint-broken", evidence, None
-    if plan is not None and rate.sustained:
+    if plan is not None and (rate.sustained or failing):
         return (
             "error-after-deploy",
             [

@@ -121,7 +121,7 @@ def watch(
     age = second.oldest_age_min()
     backlogged = second.backlog >= backlog_alert or (age or 0) >= age_alert_minutes
     stuck = backlogged and second.backlog >= first.backlog
-    if consumers and stuck and jobs == 0 and watched < max_seconds:
+    if consumers and stuck and jobs < 3 and watched < max_seconds:
         retry = float((consumers[0].get("settings") or {}).get("retry_delay", 30))
         extra = min(retry + 2.0, max_seconds - watched)
         if extra > 0:
@@ -203,8 +203,10 @@ def diagnose(
     *,
     backlog_alert: int,
     age_alert_minutes: float,
+    watched_s: float | None = None,
 ) -> tuple[str, list[str], str | None]:
-    """(cause, evidence, remedy) from two readings and the consumer's logs."""
+    """(cause, evidence, remedy) from two readings and the consumer's logs (watched for
+    `watched_s`, default the time between the readings)."""
     q = second.queue
     age = second.oldest_age_min()
     age_text = f"{age:.0f} min old" if age is not None else "none waiting"
@@ -256,13 +258,17 @@ def diagnose(
             None,
         )
     backlogged = second.backlog >= backlog_alert or (age is not None and age >= age_alert_minutes)
-    if backlogged and rate > 0:
-        eta_min = second.backlog / rate / 60
+    watched = watched_s or max(second.at - first.at, 1e-6)
+    throughput = logs.ok / watched  # jobs the consumer finished per second while we watched
+    speed = max(rate, throughput)
+    if backlogged and speed > 0 and (rate > 0 or logs.ok >= 3):
+        eta_min = second.backlog / speed / 60
         return (
             "high-volume",
             [
-                f"backlog {first.backlog} -> {second.backlog} in {second.at - first.at:.1f} s: "
-                f"draining at {rate:.0f} msg/s",
+                f"backlog {first.backlog} -> {second.backlog} in {second.at - first.at:.1f} s; "
+                f"the consumer finished {logs.ok} job(s) in {watched:.1f} s: draining at about "
+                f"{speed:.0f} msg/s",
                 f"ETA to empty: about {eta_min:.1f} min (will catch up)",
                 f"consumer present; {seen}, {logs.failed} failed; DLQ {second.dlq}: "
                 f"{second.dlq_backlog} ({dlq_growth:+d})",
@@ -321,20 +327,26 @@ def redeploy(p: Platform, r: QueueReading) -> dict[str, Any]:
 
 
 def verify_draining(
-    p: Platform, queue: str, dlq: str | None, before: QueueReading, wait_s: float = 2.0
+    p: Platform, queue: str, dlq: str | None, max_wait_s: float = 15.0
 ) -> tuple[bool, list[str]]:
-    """Fresh readings after the fix: a consumer is attached and the backlog goes down."""
+    """Fresh readings after the fix: a consumer is attached and the backlog goes down
+    (read every second until it drops, at most `max_wait_s`)."""
     a = read_queue(p, queue, dlq)
-    time.sleep(wait_s)
-    b = read_queue(p, queue, dlq)
+    b = a
+    deadline = time.monotonic() + max_wait_s
+    while time.monotonic() < deadline:
+        time.sleep(1.0)
+        b = read_queue(p, queue, dlq)
+        if b.backlog == 0 or b.backlog < a.backlog:
+            break
     present = bool(b.worker_consumers)
     shrinking = b.backlog == 0 or b.backlog < a.backlog
-    evidence = [
-        f"consumers now: {', '.join(c.get('script_name') or '?' for c in b.worker_consumers) or 'none'}",
-        f"backlog {before.backlog} at diagnosis -> {a.backlog} -> {b.backlog} "
-        f"{wait_s:.0f} s later ({drain_rate(a, b):.0f} msg/s)",
+    consumers = ", ".join(c.get("script_name") or "?" for c in b.worker_consumers) or "none"
+    return present and shrinking, [
+        f"consumers now: {consumers}",
+        f"backlog {a.backlog} -> {b.backlog} in {b.at - a.at:.1f} s after the fix "
+        f"({drain_rate(a, b):.0f} msg/s)",
     ]
-    return present and shrinking, evidence
 
 
 def rollback_for(p: Platform, logs: ConsumerLogs) -> tuple[RollbackPlan | None, str]:

@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
+import httpx
 import pandas as pd
 
 if TYPE_CHECKING:
@@ -187,10 +188,13 @@ def probe_routes(
         for t in (p.setting("app.probes") or [])
         for _ in range(repeat)
     ]
-    with LiveTail(p) as live, ThreadPoolExecutor(max_workers=min(32, len(targets) or 1)) as pool:
+    workers = min(32, len(targets) or 1)
+    http = httpx.Client(timeout=timeout_s, limits=httpx.Limits(max_connections=workers))
+    with http, LiveTail(p) as live, ThreadPoolExecutor(max_workers=workers) as pool:
         results = list(
             pool.map(
-                lambda t: (t[0], probe(t[1], expected_status=t[2], timeout=timeout_s)), targets
+                lambda t: (t[0], probe(t[1], expected_status=t[2], timeout=timeout_s, client=http)),
+                targets,
             )
         )
         events = live.stop(linger_s)
