@@ -6,7 +6,7 @@
 The runs come from the index (`Index.incident_runs`, oldest first) and their
 `record.json`. The timeline holds: detection (an `incident_started` parameter, else the
 first run's start), each run, step, finding of severity warning or worse, verdict and
-action, recovery (the first healthy verdict, or passed verification step, after an
+action, recovery (the first healthy verdict, or passed verification, after an
 applied action) and closing (the last run's end). The template's headings are kept as
 written in seed 000 ("Incident Report Template"). What only a person can know (the
 summary prose, the root cause beyond the verdict, revenue impact, data loss, further
@@ -213,19 +213,20 @@ def timeline(
                 entries.append(
                     Entry(_utc(s["ended"]), f"Step {md(s['title'])}: {s['status']}{error}", "step")
                 )
-                if (
-                    applied_at is not None
-                    and s.get("status") == "passed"
-                    and "verif" in str(s.get("title", "")).lower()
-                    and _utc(s["ended"]) >= applied_at
-                ):
-                    restored.append(
-                        Entry(
-                            _utc(s["ended"]),
-                            f"Service restored: verified by step {md(s['title'])}",
-                            "restored",
-                        )
-                    )
+        check = record.get("verification") or {}
+        if (
+            applied_at is not None
+            and check.get("passed")
+            and check.get("at")
+            and _utc(check["at"]) >= applied_at
+        ):
+            restored.append(
+                Entry(
+                    _utc(check["at"]),
+                    f"Service restored: verified ({md(check.get('what') or 'the symptom is gone')})",
+                    "restored",
+                )
+            )
         for f in record.get("findings") or []:
             if f.get("severity") in WARNING_PLUS and f.get("at"):
                 entries.append(
