@@ -1,0 +1,271 @@
+"""pipeline-failed: the nightly research pipeline failed for a peptide (seed 004).
+
+Evidence comes from D1 (`pipeline_runs`: status and the error the app logs as
+"Pipeline failed for BPC-157: <reason>"; `peptides`: page_version, last_pipeline_run)
+and the pipeline's success rate against the Key Metrics threshold. The retry re-runs the
+pipeline for the failing peptides while a tail filtered on their names watches the log
+lines (`wrangler tail | grep "BPC-157"`).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from ..platform import Platform
+
+CAUSES = {
+    "pubmed-timeout": "the PubMed fetch timed out (usually transient: retry)",
+    "llm-error": "the LLM API answered an error (retry)",
+    "compliance-failed": "the compliance check rejected the generated page (review, fix the prompt)",
+}
+PROFILES = ("peptalk",)
+SEVERITY = "P2"
+NO_REMEDY = {
+    "compliance-failed": "no automatic retry: the check would fail the same way. Review the "
+    "generated page for the flagged claim, fix the prompt in packages/research, then re-run "
+    'the peptide (`pnpm cli run-single "BPC-157"`)',
+}
+# the error text the pipeline records (and logs after "Pipeline failed for X: ")
+PATTERNS = (
+    ("pubmed-timeout", "PubMed API timeout"),
+    ("llm-error", "LLM API error"),
+    ("compliance-failed", "Compliance check failed"),
+)
+RETRYABLE = ("pubmed-timeout", "llm-error")
+TRIGGER_PATH = "/__scheduled"  # the Worker's scheduled handler, as `wrangler dev` exposes it
+LIST_MAX = 12
+
+
+@dataclass
+class Peptide:
+    id: int
+    name: str
+    slug: str
+    page_version: int
+    last_pipeline_run: str | None
+    run_id: int | None
+    started_at: str | None
+    status: str | None
+    error: str | None
+    last_success: str | None
+
+    @property
+    def failing(self) -> bool:
+        return self.status == "failed"
+
+    @property
+    def cause(self) -> str | None:
+        return classify(self.error)
+
+    def error_line(self) -> str:
+        return f"Pipeline failed for {self.name}: {self.error} (run #{self.run_id}, started {self.started_at})"
+
+
+def classify(error: str | None) -> str | None:
+    """The cause of one recorded pipeline error, or None when no pattern fits."""
+    text = (error or "").lower()
+    for cause, pattern in PATTERNS:
+        if pattern.lower() in text:
+            return cause
+    return None
+
+
+STATE_SQL = """SELECT p.id, p.name, p.slug, p.page_version, p.last_pipeline_run,
+  r.id AS run_id, r.started_at, r.status, r.error,
+  (SELECT max(s.finished_at) FROM pipeline_runs s
+    WHERE s.peptide_id = p.id AND s.status = 'success') AS last_success
+FROM peptides p
+LEFT JOIN pipeline_runs r ON r.id = (SELECT max(id) FROM pipeline_runs WHERE peptide_id = p.id)"""
+
+
+def _rows(p: Platform, sql: str, params: list[Any] | None = None) -> list[dict[str, Any]]:
+    out = p.cf.d1_query(p.database, sql, params)
+    return list(out[0]["results"]) if out else []
+
+
+def peptide_states(p: Platform, peptide: str = "") -> list[Peptide]:
+    """Every peptide (or the one named, by name or slug) with its newest run."""
+    sql, params = STATE_SQL, None
+    if peptide.strip():
+        sql += " WHERE lower(p.name) = lower(?) OR lower(p.slug) = lower(?)"
+        params = [peptide.strip(), peptide.strip()]
+    return [Peptide(**r) for r in _rows(p, sql + " ORDER BY p.name", params)]
+
+
+def peptide_names(p: Platform) -> list[str]:
+    return [r["name"] for r in _rows(p, "SELECT name FROM peptides ORDER BY name")]
+
+
+@dataclass(frozen=True)
+class Rate:
+    ok: int
+    total: int
+    since: str
+    until: str
+    threshold: float
+
+    @property
+    def value(self) -> float | None:
+        return self.ok / self.total if self.total else None
+
+    @property
+    def breached(self) -> bool:
+        return self.value is not None and self.value < self.threshold
+
+    def text(self) -> str:
+        if self.value is None:
+            return "no pipeline runs recorded"
+        mark = "<" if self.breached else ">="
+        return (
+            f"pipeline success {self.ok}/{self.total} = {self.value:.1%} over the 24 h up to the "
+            f"newest run ({self.since} .. {self.until}); {mark} threshold {self.threshold:.0%}"
+        )
+
+
+def iso(when: datetime) -> str:
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z"
+
+
+def parse_time(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def success_rate(runs: list[dict[str, Any]], threshold: float, hours: float = 24) -> Rate:
+    """Success over the `hours` up to the newest run (Key Metrics: < 90 % for 24 h)."""
+    if not runs:
+        return Rate(0, 0, "-", "-", threshold)
+    newest = max(parse_time(r["started_at"]) for r in runs)
+    since = newest - timedelta(hours=hours)
+    window = [r for r in runs if parse_time(r["started_at"]) > since]
+    ok = sum(1 for r in window if r["status"] == "success")
+    return Rate(ok, len(window), iso(since), iso(newest), threshold)
+
+
+def recent_runs(p: Platform, hours: float = 48) -> list[dict[str, Any]]:
+    newest = _rows(p, "SELECT max(started_at) AS newest FROM pipeline_runs")
+    if not newest or not newest[0]["newest"]:
+        return []
+    since = iso(parse_time(newest[0]["newest"]) - timedelta(hours=hours))
+    return _rows(p, "SELECT started_at, status FROM pipeline_runs WHERE started_at >= ?", [since])
+
+
+def threshold_of(p: Platform) -> tuple[float, float]:
+    t = p.setting("thresholds.pipeline_success") or {}
+    return float(t.get("value", 0.90)), float(t.get("for_hours", 24))
+
+
+def _names(items: list[Peptide]) -> str:
+    names = [i.name for i in items]
+    return ", ".join(names)
+
+
+def diagnose(
+    states: list[Peptide], rate: Rate, wanted: str = ""
+) -> tuple[str, list[str], str | None]:
+    """(cause, evidence, remedy) from the peptides' newest runs and the success rate."""
+    scope = f"peptide {wanted}" if wanted else f"all {len(states)} peptides"
+    if not states:
+        return (
+            "unknown",
+            [f"no peptide named {wanted!r} in D1 peptides" if wanted else "no peptides in D1"],
+            None,
+        )
+    failing = [s for s in states if s.failing]
+    if not failing:
+        running = [s for s in states if s.status not in ("success", None)]
+        evidence = [
+            f"the newest pipeline run of {scope} succeeded",
+            rate.text(),
+        ]
+        if running:
+            evidence.append(f"still running: {_names(running)}")
+        return "healthy", evidence, None
+    by_cause = Counter(s.cause for s in failing)
+    known = [(c, n) for c, n in by_cause.most_common() if c is not None]
+    evidence = [f"{len(failing)} failing peptide(s) in {scope}: {_names(failing)}"]
+    evidence += [s.error_line() for s in failing[:LIST_MAX]]
+    if len(failing) > LIST_MAX:
+        evidence.append(f"... and {len(failing) - LIST_MAX} more with the same kind of error")
+    for s in failing[:LIST_MAX]:
+        evidence.append(
+            f"{s.name}: last successful run {s.last_success or 'never'}; page_version "
+            f"{s.page_version} not updated since {s.last_pipeline_run or 'never'}"
+        )
+    evidence.append(rate.text())
+    if not known:
+        return "unknown", evidence, "Read the error lines above; no known cause fits them."
+    cause = known[0][0]
+    if len(known) > 1:
+        evidence.append(
+            "mixed causes: " + "; ".join(f"{c}: {n}" for c, n in known) + f" — acting on {cause}"
+        )
+    if cause in NO_REMEDY:
+        return cause, evidence, NO_REMEDY[cause]
+    return cause, evidence, f"Retry the pipeline for {_names(retryable(failing))}"
+
+
+def retryable(states: list[Peptide]) -> list[Peptide]:
+    return [s for s in states if s.failing and s.cause in RETRYABLE]
+
+
+# ---- the retry ----------------------------------------------------------------------------
+def retry_preview(p: Platform, names: list[str]) -> dict[str, Any]:
+    first = names[0] if names else "BPC-157"
+    return {
+        "call": f"POST {p.app_url(TRIGGER_PATH)}",
+        "body": {"peptides": names},
+        "effect": "runs the pipeline now for these peptides: new pipeline_runs rows, "
+        "page_version + 1 and the PDF in R2 overwritten on success; LLM tokens are spent",
+        "cli": f'cd packages/research && pnpm cli run-single "{first}"',
+        "wrangler": 'npx wrangler dev --test-scheduled, then curl -X POST "http://localhost:8787/__scheduled?cron=0+2+*+*+*"',
+    }
+
+
+def run_retry(p: Platform, names: list[str], tail_seconds: float = 10) -> dict[str, Any]:
+    """Trigger the pipeline for `names` while a tail filtered on the first name watches."""
+    import httpx
+
+    from .live_tail import log_messages, tail_until
+
+    def trigger() -> dict[str, Any]:
+        resp = httpx.post(p.app_url(TRIGGER_PATH), json={"peptides": names}, timeout=120)
+        resp.raise_for_status()
+        return dict(resp.json())
+
+    filters = [{"query": names[0]}] if len(names) == 1 else []
+    events, answer = tail_until(p, tail_seconds, filters, stop=lambda ev: bool(ev), during=trigger)
+    wanted = set(names)
+    lines = [
+        head
+        for e in events
+        for head, _ in log_messages(e)
+        if head.startswith("Pipeline ") and head.split(" for ", 1)[-1].split(":")[0] in wanted
+    ]
+    results = answer.get("results", []) if isinstance(answer, dict) else []
+    return {
+        "peptides": names,
+        "succeeded": [r["peptide"] for r in results if r.get("ok")],
+        "failed": {r["peptide"]: r.get("error") for r in results if not r.get("ok")},
+        "tail": lines[:LIST_MAX] or ["(no matching log line reached the tail)"],
+    }
+
+
+def verify(before: list[Peptide], after: list[Peptide]) -> tuple[bool, list[str]]:
+    """Each retried peptide's newest run is a new success and its page_version advanced."""
+    old = {s.name: s for s in before}
+    lines, passed = [], bool(after)
+    for s in after:
+        prev = old.get(s.name)
+        new_run = prev is None or (s.run_id or 0) > (prev.run_id or 0)
+        advanced = prev is None or s.page_version > prev.page_version
+        ok = new_run and s.status == "success" and advanced
+        passed = passed and ok
+        lines.append(
+            f"{s.name}: newest run #{s.run_id} {s.status}"
+            + (f" ({s.error})" if s.error else "")
+            + f"; page_version {prev.page_version if prev else '?'} -> {s.page_version}"
+        )
+    return passed, lines
