@@ -68,8 +68,8 @@ def probes_frame(failures: dict[str, int], n: int = 6) -> pd.DataFrame:
     rows = []
     for route, bad in failures.items():
         for i in range(n):
-            url = f"https://x{route.split()[1]}"
-            rows.append({"route": route, "url": url, "expected": 401, "status": 500 if i < bad else 401,
+            path = route.split()[1]
+            rows.append({"route": route, "url": f"https://x{path}", "path": path, "expected": 401, "status": 500 if i < bad else 401,
                          "ms": 20.0, "error": None, "failed": i < bad})  # fmt: skip
     return pd.DataFrame(rows)
 
@@ -77,7 +77,7 @@ def probes_frame(failures: dict[str, int], n: int = 6) -> pd.DataFrame:
 def routes(failures: dict[str, int]) -> list[her.RouteFailures]:
     return her.route_failures(
         probes_frame(failures),
-        pd.DataFrame(columns=["url", "outcome", "status", "exceptions", "logs"]),
+        pd.DataFrame(columns=["url", "path", "outcome", "status", "exceptions", "logs"]),
     )
 
 

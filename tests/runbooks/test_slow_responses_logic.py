@@ -106,3 +106,17 @@ def test_diagnose_order_and_healthy() -> None:
     assert (
         sr.diagnose(recent=_window(5000, 9000), baseline=_window(800, 1600), **fine)[0] == "unknown"
     )
+
+
+def test_cold_start_is_judged_over_the_window_even_when_the_last_minutes_are_warm() -> None:
+    cold = sr.ColdStarts(
+        requests=30, after_idle=7, slow=6, slow_after_idle=6, idle_p50_ms=2600, warm_p50_ms=40
+    )
+    cause, evidence, _ = sr.diagnose(recent=_window(40, 40, n=8), baseline=_window(800, 1600), checks=[],
+                                     latencies={}, probe_p95={}, cold=cold, budget_ms=2000)  # fmt: skip
+    assert cause == "cold-start" and "6 of 6 slow" in evidence[0]
+    rare = sr.ColdStarts(
+        requests=600, after_idle=2, slow=3, slow_after_idle=2, idle_p50_ms=2600, warm_p50_ms=40
+    )
+    assert sr.diagnose(recent=_window(800, 1600), baseline=_window(800, 1600), checks=[], latencies={},
+                       probe_p95={}, cold=rare, budget_ms=2000)[0] == "healthy"  # fmt: skip

@@ -93,7 +93,7 @@ def route_failures(probes: pd.DataFrame, events: pd.DataFrame) -> list[RouteFail
     for route, grp in probes.groupby("route", sort=False):
         texts: Counter[str] = Counter()
         if len(events):
-            mine = events[events["url"].isin(set(grp["url"]))]
+            mine = events[events["path"].isin(set(grp["path"]))]
             bad = mine[
                 (mine["outcome"] != "ok") | (mine["status"].fillna(0).astype("int64") >= 500)
             ]
@@ -271,7 +271,9 @@ def probe_rounds(
     events = (
         pd.concat(all_events, ignore_index=True)
         if all_events
-        else pd.DataFrame(columns=["url", "outcome", "status", "exceptions", "logs", "version"])
+        else pd.DataFrame(
+            columns=["url", "path", "outcome", "status", "exceptions", "logs", "version"]
+        )
     )
     return pd.concat(all_probes, ignore_index=True), events, len(all_probes)
 

@@ -172,7 +172,7 @@ def while_tailing(
 
 
 # ---- probes of the app's routes, recorded by a tail ------------------------------------
-PROBE_COLUMNS = ["route", "url", "expected", "status", "ms", "error", "failed"]
+PROBE_COLUMNS = ["route", "url", "path", "expected", "status", "ms", "error", "failed"]
 
 
 def probe_routes(
@@ -184,7 +184,7 @@ def probe_routes(
     from ..clients.probes import probe
 
     targets = [
-        (str(t["route"]), p.app_url(str(t["path"])), int(t.get("status", 200)))
+        (str(t["route"]), p.app_url(str(t["path"])), int(t.get("status", 200)), str(t["path"]))
         for t in (p.setting("app.probes") or [])
         for _ in range(repeat)
     ]
@@ -198,10 +198,12 @@ def probe_routes(
             )
         )
         events = live.stop(linger_s)
+    paths = {t[1]: t[3].split("?", 1)[0] for t in targets}
     rows = [
         {
             "route": route,
             "url": r.url,
+            "path": paths[r.url],  # as the Worker sees it (tail events carry this path)
             "expected": r.expected[0],
             "status": r.status,
             "ms": round(r.elapsed_ms, 1),
@@ -217,7 +219,7 @@ def probe_summary(probes: pd.DataFrame, events: pd.DataFrame) -> pd.DataFrame:
     """Per route: probes, failed, statuses, p95 ms, and what the tail logged for them."""
     out = []
     for route, grp in probes.groupby("route", sort=False):
-        mine = events[events["url"].isin(set(grp["url"]))] if len(events) else events
+        mine = events[events["path"].isin(set(grp["path"]))] if len(events) else events
         excs = [e for e in mine["exceptions"].fillna("") if e] if len(mine) else []
         lines = (
             sorted({ln for text in mine["logs"].fillna("") for ln in str(text).splitlines() if ln})

@@ -322,15 +322,19 @@ def diagnose(
             ],
             None,
         )
-    if slow and cold.slow and cold.slow_after_idle >= 0.8 * cold.slow:
+    if (
+        cold.slow >= 2
+        and cold.slow_after_idle >= 0.8 * cold.slow
+        and cold.slow >= 0.1 * cold.requests
+    ):
         return (
             "cold-start",
             [
-                f"{cold.slow_after_idle} of {cold.slow} slow request(s) came right after an idle gap "
-                f"(median {cold.idle_p50_ms:.0f} ms; requests on a warm isolate: "
+                f"{cold.slow_after_idle} of {cold.slow} slow request(s) in the window came right "
+                f"after an idle gap (median {cold.idle_p50_ms:.0f} ms; requests on a warm isolate: "
                 f"{cold.warm_p50_ms:.0f} ms)",
-                f"traffic is sparse: {recent.requests} requests in the window vs a baseline "
-                f"P50 of {baseline.p50_ms:.0f} ms",
+                f"traffic is sparse: {cold.requests} requests in the window, {cold.after_idle} of "
+                "them after an idle gap",
                 lat,
             ],
             None,
