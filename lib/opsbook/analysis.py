@@ -121,12 +121,11 @@ def _routes(df: pd.DataFrame) -> pd.Series:
 
 def endpoint_stats(df: pd.DataFrame, value: str = "wall_ms") -> pd.DataFrame:
     """Per route: requests, errors (5xx or not ok), error_rate, share, p50/p95/p99 of `value`."""
+    routes = _routes(df).reset_index(drop=True)
+    if not isinstance(routes.dtype, pd.CategoricalDtype):
+        routes = routes.astype("category")  # group on codes: no per-row strings
     frame = pd.DataFrame(
-        {
-            "route": _routes(df).to_numpy(),
-            "error": _errors(df).to_numpy(),
-            "v": df[value].to_numpy(),
-        }
+        {"route": routes, "error": _errors(df).to_numpy(), "v": df[value].to_numpy()}
     )
     grouped = frame.groupby("route", sort=False, observed=True)
     out = grouped.agg(requests=("error", "size"), errors=("error", "sum"))
@@ -134,7 +133,9 @@ def endpoint_stats(df: pd.DataFrame, value: str = "wall_ms") -> pd.DataFrame:
     out["error_rate"] = out["errors"] / out["requests"]
     out["share"] = out["requests"] / out["requests"].sum()
     out["p50_ms"], out["p95_ms"], out["p99_ms"] = q[0.5], q[0.95], q[0.99]
-    out = out.reset_index().sort_values(["requests", "route"], ascending=[False, True])
+    out = out.reset_index()
+    out["route"] = out["route"].astype("str")
+    out = out.sort_values(["requests", "route"], ascending=[False, True])
     return out.reset_index(drop=True)
 
 
