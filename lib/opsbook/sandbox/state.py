@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import OpsbookError
+from .d1schemas import TEST_PASSWORD
 
 ACCOUNT_ID = "0f1e2d3c4b5a69788796a5b4c3d2e1f0"
 ACCOUNT_NAME = "Ops Sandbox Account"
@@ -69,6 +70,9 @@ def new_credentials() -> dict[str, str]:
     return {
         "OPSBOOK_SANDBOX_TOKEN": _random_string(sysrand, _TOKEN_ALPHABET, 40),
         "OPSBOOK_SANDBOX_STRIPE_KEY": "sk_test_51" + _random_string(sysrand, _KEY_ALPHABET, 60),
+        # the documented password of the seeded prodtest*/admin users (d1schemas.TEST_PASSWORD),
+        # so runbooks reach it by reference (env:OPSBOOK_TEST_USER_PASSWORD) like any secret
+        "OPSBOOK_TEST_USER_PASSWORD": TEST_PASSWORD,
     }
 
 

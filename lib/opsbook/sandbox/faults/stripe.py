@@ -261,6 +261,8 @@ def apply_secret_mismatch(state: State, options: dict[str, Any]) -> None:
     new = "whsec_" + random.SystemRandom().randbytes(24).hex()
     with state.tx() as db:
         db.execute("UPDATE stripe_webhook_endpoints SET secret = ? WHERE app = ?", (new, app))
+    # What an operator copies from the Stripe dashboard: the endpoint's current secret.
+    state.set_credential(f"STRIPE_WEBHOOK_SECRET_{app.upper()}", new)
     error = "HTTP 400: Webhook signature verification failed"
     _recent_events(state, app, onset(options, 30), [(400, error)] * 2)
     remember(state, "signing-secret-mismatch", {"app": app})
@@ -276,6 +278,7 @@ def heal_secret_mismatch(state: State) -> None:
     secret = current or state.credentials.get(f"STRIPE_WEBHOOK_SECRET_{app.upper()}", "")
     with state.tx() as db:
         db.execute("UPDATE stripe_webhook_endpoints SET secret = ? WHERE app = ?", (secret, app))
+    state.set_credential(f"STRIPE_WEBHOOK_SECRET_{app.upper()}", secret)
     _clear_pending(state, app)
 
 
