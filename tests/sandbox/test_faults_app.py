@@ -12,7 +12,7 @@ from opsbook import analysis
 from opsbook import sandbox as sandbox_api
 from opsbook.clients.logs import to_frame
 from opsbook.clients.probes import preflight
-from opsbook.sandbox import d1data, faultctl, trace, traffic
+from opsbook.sandbox import d1data, faultctl, queues_model, trace, traffic
 from opsbook.sandbox.state import State
 
 Info = sandbox_api.SandboxInfo
@@ -306,6 +306,11 @@ def test_jobs_failing(fresh_sandbox: Info) -> None:
         r for r in traffic.rows(state, MS, t0) if r["event_type"] == "queue" and r["synthetic"] == 0
     ]
     assert live and all(r["outcome"] == "exception" for r in live)
+    dlq = "manuscript-analysis-dlq"
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and queues_model.backlog(state, dlq)["backlog_count"] < 3:
+        time.sleep(0.5)
+    assert queues_model.backlog(state, dlq)["backlog_count"] >= 3  # dead-lettered
     faultctl.heal(state, "jobs-failing")
     healed = int(time.time() * 1000)
     h = bearer(fresh_sandbox)

@@ -211,6 +211,25 @@ def apply_jobs_failing(state: State, options: dict[str, Any]) -> None:
     stamps = [ms(onset) + span * i // max(1, count) for i in range(count)]
     bodies = [{"manuscript_id": f"job-{i:04d}", "attempt": 1} for i in range(count)]
     queues_model.enqueue_many(state, profile.queue, bodies, stamps)
+    # Jobs enqueued long enough ago have already used their retries: their next delivery
+    # (the drainer's, within a second) dead-letters them to the DLQ the normal way.
+    queue = queues_model.queue_row(state, profile.queue)
+    consumers = queues_model.consumers_of(state, queue["queue_id"]) if queue else []
+    if consumers:
+        settings = consumers[0]["settings"]
+        retries = int(settings.get("max_retries", 3))
+        window = (retries + 1) * int(settings.get("retry_delay", 30)) * 1000
+        with state.tx() as db:
+            db.execute(
+                "UPDATE messages SET attempts = ?, last_error = ? WHERE queue = ? AND status = 'pending'"
+                " AND enqueued_ms < ? AND body LIKE '%job-%'",
+                (
+                    retries,
+                    f"Error: {JOB_EXCEPTION}",
+                    profile.queue,
+                    int(time.time() * 1000) - window,
+                ),
+            )
 
 
 def _register(name: str, summary: str, symptom: str, runbook: str, apply: Any, heal: Any,
