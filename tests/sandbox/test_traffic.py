@@ -85,3 +85,14 @@ def test_regeneration_is_deterministic(fresh_sandbox: sandbox_api.SandboxInfo) -
     before = window()
     traffic.regenerate(state, SCRIPT, since)
     assert window() == before and len(before) > 0
+
+
+def test_live_ticker_keeps_history_up_to_now(sandbox: sandbox_api.SandboxInfo) -> None:
+    state = State(sandbox.state_dir)
+    time.sleep(3)
+    now = int(time.time() * 1000)
+    with state.read() as db:
+        cursors = dict(db.execute("SELECT script, cursor_ms FROM traffic_meta").fetchall())
+    assert set(cursors) == {SCRIPT, "peptalk-api"}
+    assert all(now - c < 10_000 for c in cursors.values()), cursors
+    assert not (sandbox.state_dir / "traffic-ticker.err").exists()
