@@ -199,11 +199,13 @@ def timed(fn, path: Path, runs: int) -> tuple[float, dict[str, object]]:  # type
 
 
 def peak_rss_mb(path: Path) -> float:
+    """opsbook's peak RSS, in a fresh interpreter: VmHWM from /proc (ru_maxrss would carry
+    the parent's high-water mark across fork+exec on Linux)."""
     code = (
-        "import resource, sys; sys.path.insert(0, sys.argv[2]);"
+        "import sys; sys.path.insert(0, sys.argv[2]);"
         "import importlib.util as u; s = u.spec_from_file_location('b', sys.argv[3]); m = u.module_from_spec(s);"
         "s.loader.exec_module(m); from pathlib import Path; m.run_opsbook(Path(sys.argv[1]));"
-        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
+        "print([l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM')][0])"
     )
     out = subprocess.run(
         [sys.executable, "-c", code, str(path), str(ROOT / "lib"), __file__],

@@ -77,6 +77,41 @@ def collapse_paths_arrow(paths: Any, ids_done: bool = False) -> Any:
     return pa.chunked_array(out, type=out[0].type)
 
 
+def routes_from_codes(methods: Any, paths: Any) -> pd.Categorical:
+    """'METHOD /collapsed/path' as a Categorical from dictionary-encoded pyarrow columns
+    (paths with ids already collapsed): strings are built only for distinct routes."""
+    import numpy as np
+    import pyarrow as pa
+
+    def codes(col: Any) -> tuple[Any, list[str]]:
+        col = (
+            col.unify_dictionaries()
+            if isinstance(col, pa.ChunkedArray)
+            else pa.chunked_array([col])
+        )
+        if col.num_chunks == 0:
+            return np.zeros(0, dtype="int64"), []
+        idx = np.concatenate([c.indices.to_numpy(zero_copy_only=False) for c in col.chunks]).astype(
+            "int64"
+        )
+        return idx, [str(v) for v in col.chunks[0].dictionary.to_pylist()]
+
+    m_idx, m_vals = codes(methods)
+    p_idx, p_vals = codes(paths)
+    mapping = _collapse_slugs(p_vals)
+    combined = m_idx * max(1, len(p_vals)) + p_idx
+    uniq, inverse = np.unique(combined, return_inverse=True)
+    names = [
+        f"{m_vals[u // max(1, len(p_vals))]} {mapping[p_vals[u % max(1, len(p_vals))]]}"
+        for u in uniq
+    ]
+    labels = pd.Index(names)
+    if labels.has_duplicates:  # two raw paths collapsed to the same route
+        cats, first = np.unique(np.array(names, dtype=object), return_inverse=True)
+        return pd.Categorical.from_codes(first[inverse], categories=list(cats))
+    return pd.Categorical.from_codes(inverse, categories=names)
+
+
 def collapse_paths(paths: pd.Series) -> pd.Series:
     """/manuscripts/123 -> /manuscripts/:id, uuids and hex ids too, high-cardinality slugs."""
     import pyarrow as pa

@@ -219,19 +219,26 @@ def _arrow_ndjson(path: Path | str, cols: Sequence[str]) -> pd.DataFrame:
         read_options=pj.ReadOptions(block_size=1 << 20),
         parse_options=pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore"),
     )
-    from ..analysis import collapse_ids_arrow, route_arrow
+    from ..analysis import collapse_ids_arrow, routes_from_codes
 
     chunks: dict[str, list[Any]] = {}
     for batch in reader:  # block by block: memory stays at a few blocks plus the columns
         for name, array in _columns(batch, cols, pa, pc).items():
-            if name == "route_path":
-                array = collapse_ids_arrow(array)
+            if name == "route_path":  # ids collapsed now; only distinct paths are kept as text
+                array = pc.dictionary_encode(collapse_ids_arrow(array))
+            elif name == "route_method":
+                array = pc.dictionary_encode(pc.fill_null(array, ""))
             chunks.setdefault(name, []).append(array)
     data = {name: pa.chunked_array(parts) for name, parts in chunks.items()}
+    route = None
     if "route" in cols and "route_path" in data:
-        data["route"] = route_arrow(data.pop("route_method"), data.pop("route_path"), ids_done=True)
+        route = routes_from_codes(data.pop("route_method"), data.pop("route_path"))
     ordered = {c: data[c] for c in cols if c in data}
-    return pa.table(ordered).to_pandas() if ordered else pd.DataFrame()
+    frame = pa.table(ordered).to_pandas() if ordered else pd.DataFrame()
+    if route is not None:
+        frame["route"] = route
+        frame = frame[[c for c in cols if c in frame]]
+    return frame
 
 
 def _columns(batch: Any, cols: Sequence[str], pa: Any, pc: Any) -> dict[str, Any]:
