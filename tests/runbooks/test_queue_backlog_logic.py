@@ -65,6 +65,18 @@ def test_failing_jobs_give_top_errors_with_counts() -> None:
     assert evidence[1].index("8 x SyntaxError") < evidence[1].index("2 x Error: boom")
 
 
+def test_jobs_dead_lettered_lately_are_jobs_failing_even_with_a_small_backlog() -> None:
+    first, second = reading(3, 100.0, dlq=37, age_min=1), reading(3, 102.0, dlq=37, age_min=1)
+    second = qb.QueueReading(**{**second.__dict__, "dlq_oldest_ms": int((102.0 - 90) * 1000)})
+    failed = [job("exception", "SyntaxError: Unexpected token '<'")]
+    cause, evidence, _ = diagnose(first, second, failed)
+    assert cause == "jobs-failing"
+    assert "37 dead-lettered message(s), the oldest moved there 2 min ago" in evidence[2]
+    # an old DLQ leftover with jobs succeeding now is not a failure now
+    old = qb.QueueReading(**{**second.__dict__, "dlq_oldest_ms": int((102.0 - 86400) * 1000)})
+    assert diagnose(first, old, [job()] * 5)[0] == "healthy"
+
+
 def test_429s_name_the_upstream_host() -> None:
     line = ["Anthropic rate limited (429), retrying", {"retry_after_s": 30}]
     events = [job("ok", log=line)] * 6 + [job("ok")] * 2

@@ -56,10 +56,17 @@ class QueueReading:
     dlq: str | None
     dlq_backlog: int
     at: float  # unix seconds
+    dlq_oldest_ms: int = 0  # when the oldest dead-lettered message was moved there
 
     @property
     def worker_consumers(self) -> list[dict[str, Any]]:
         return [c for c in self.consumers if c.get("type", "worker") == "worker"]
+
+    def dlq_age_min(self) -> float | None:
+        """Minutes since the oldest message still in the DLQ was dead-lettered."""
+        if not self.dlq_backlog or not self.dlq_oldest_ms:
+            return None
+        return max(0.0, (self.at * 1000 - self.dlq_oldest_ms) / 60_000)
 
     def oldest_age_min(self) -> float | None:
         if not self.backlog or not self.oldest_ms:
@@ -73,9 +80,9 @@ def read_queue(p: Platform, queue: str, dlq: str | None) -> QueueReading:
     consumers = p.cf.queue_consumers(q["queue_id"])
     metrics = p.cf.queue_metrics(q["queue_id"])
     dlq_name = next((c.get("dead_letter_queue") for c in consumers if c.get("dead_letter_queue")), None) or dlq  # fmt: skip
-    dlq_backlog = 0
+    dlq_metrics: dict[str, Any] = {}
     if dlq_name:
-        dlq_backlog = int(p.cf.queue_metrics(dlq_name).get("backlog_count", 0))
+        dlq_metrics = p.cf.queue_metrics(dlq_name)
     return QueueReading(
         queue=q["queue_name"],
         queue_id=q["queue_id"],
@@ -85,8 +92,9 @@ def read_queue(p: Platform, queue: str, dlq: str | None) -> QueueReading:
         backlog_bytes=int(metrics.get("backlog_bytes", 0)),
         oldest_ms=int(metrics.get("oldest_message_timestamp_ms") or 0),
         dlq=dlq_name,
-        dlq_backlog=dlq_backlog,
+        dlq_backlog=int(dlq_metrics.get("backlog_count", 0)),
         at=time.time(),
+        dlq_oldest_ms=int(dlq_metrics.get("oldest_message_timestamp_ms") or 0),
     )
 
 
@@ -100,6 +108,7 @@ def watch(
     max_seconds: float,
     backlog_alert: int,
     age_alert_minutes: float,
+    recent_minutes: float = 60,
 ) -> tuple[QueueReading, pd.DataFrame, float]:
     """Tail the worker for `seconds`, then read the queue again: (reading, events, watched s).
 
@@ -121,7 +130,13 @@ def watch(
     age = second.oldest_age_min()
     backlogged = second.backlog >= backlog_alert or (age or 0) >= age_alert_minutes
     stuck = backlogged and second.backlog >= first.backlog
-    if consumers and stuck and jobs < 3 and watched < max_seconds:
+    dead_lately = second.dlq_backlog > 0 and (second.dlq_age_min() or 1e9) <= recent_minutes
+    if (
+        consumers
+        and (stuck or (dead_lately and second.backlog))
+        and jobs < 3
+        and watched < max_seconds
+    ):
         retry = float((consumers[0].get("settings") or {}).get("retry_delay", 30))
         extra = min(retry + 2.0, max_seconds - watched)
         if extra > 0:
@@ -204,6 +219,7 @@ def diagnose(
     backlog_alert: int,
     age_alert_minutes: float,
     watched_s: float | None = None,
+    recent_minutes: float = 60,
 ) -> tuple[str, list[str], str | None]:
     """(cause, evidence, remedy) from two readings and the consumer's logs (watched for
     `watched_s`, default the time between the readings)."""
@@ -233,14 +249,21 @@ def diagnose(
             f"{q}",
         )  # fmt: skip
     dlq_growth = second.dlq_backlog - first.dlq_backlog
-    if logs.events and logs.failed >= max(3, 0.3 * logs.events):
-        top = "; ".join(f"{n} x {text}" for text, n in logs.top_errors) or "(no exception text)"
+    dlq_age = second.dlq_age_min()
+    dead_lately = second.dlq_backlog > 0 and dlq_age is not None and dlq_age <= recent_minutes
+    if (logs.events and logs.failed >= max(3, 0.3 * logs.events)) or (
+        dead_lately and (logs.failed or dlq_growth > 0 or not logs.ok)
+    ):
+        top = "; ".join(f"{n} x {text}" for text, n in logs.top_errors) or "none seen live"
         return (
             "jobs-failing",
             [
                 f"consumer {second.worker_consumers[0].get('script_name')} is attached to {q}",
                 f"{logs.failed} of {logs.events} jobs failed in the tail; top errors: {top}",
-                f"DLQ {second.dlq}: {second.dlq_backlog} message(s) ({dlq_growth:+d} while watching)",
+                f"DLQ {second.dlq}: {second.dlq_backlog} dead-lettered message(s), the oldest moved "
+                f"there {dlq_age:.0f} min ago ({dlq_growth:+d} while watching)"
+                if dlq_age is not None
+                else f"DLQ {second.dlq}: empty so far ({dlq_growth:+d} while watching)",
                 f"backlog {second.backlog}, oldest message {age_text}",
             ],
             None,

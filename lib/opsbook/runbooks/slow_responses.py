@@ -156,7 +156,7 @@ def check_query(p: Platform, spec: dict[str, Any]) -> QueryCheck:
 
 def create_index_preview(p: Platform, idx: Index) -> dict[str, Any]:
     return {
-        "call": f"POST /accounts/{p.cf.account_id}/d1/database/{{uuid of {p.database}}}/query",
+        "call": f"POST /accounts/{p.cf.account_id}/d1/database/{p.cf.d1_id(p.database)}/query",
         "body": {"sql": idx.ddl},
         "wrangler": f'npx wrangler d1 execute {p.database} --remote --command "{idx.ddl}"',
     }
