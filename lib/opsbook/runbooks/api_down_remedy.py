@@ -74,7 +74,7 @@ def rollback(p: Platform, plan: RollbackPlan) -> dict[str, Any]:
         "version": plan.version_id,
         "number": plan.number,
         "forced": forced or "no (no 10220 refusal)",
-        "at": sig.gql_time(datetime.now(UTC)),
+        "at": sig.fix_time(),
     }
 
 
@@ -135,7 +135,7 @@ def put_secrets(p: Platform, plan: SecretPlan) -> dict[str, Any]:
     return {
         "put": sorted(plan.refs),
         "from": dict(plan.refs),
-        "at": sig.gql_time(datetime.now(UTC)),
+        "at": sig.fix_time(),
     }
 
 

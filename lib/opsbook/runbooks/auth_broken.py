@@ -12,11 +12,11 @@ from __future__ import annotations
 import base64
 import secrets
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from ..clients.probes import PreflightResult, ProbeResult, preflight, probe
 from ..errors import OpsbookError
+from . import incident_signals as sig
 from .api_down_remedy import RollbackPlan
 
 if TYPE_CHECKING:
@@ -281,7 +281,7 @@ def rotate_preview(p: Platform) -> dict[str, Any]:
 def rotate_jwt_secret(p: Platform) -> dict[str, Any]:
     value = base64.b64encode(secrets.token_bytes(32)).decode()
     p.cf.put_secret(p.worker, JWT, value)
-    return {"put": JWT, "bytes": 32, "at": datetime.now(UTC).isoformat(timespec="seconds"),
+    return {"put": JWT, "bytes": 32, "at": sig.fix_time(),
             "note": "all users are logged out"}  # fmt: skip
 
 

@@ -36,6 +36,13 @@ def gql_time(when: datetime) -> str:
     return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def fix_time() -> str:
+    """When a fix just applied takes effect, for "since the fix" windows: the next whole
+    second (the analytics filter by second, and requests earlier in this one may have
+    been served before the fix)."""
+    return gql_time(datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=1))
+
+
 def minute_rows(p: Platform, since: datetime, until: datetime) -> list[dict[str, Any]]:
     """One row per (minute, version): {minute, version, requests, errors}."""
     data = p.cf.graphql(

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from ..clients.probes import ProbeResult, probe
@@ -170,7 +170,7 @@ def recreate_tokens_table(p: Platform) -> dict[str, Any]:
             raise ValueError(f"refused: {guarded.refused}")
         p.cf.d1_query(p.database, guarded.sql)
         done.append(guarded.sql)
-    return {"executed": done, "at": sig.gql_time(datetime.now(UTC))}
+    return {"executed": done, "at": sig.fix_time()}
 
 
 def email_rollback_plan(p: Platform, email: EmailConfig) -> RollbackPlan | None:
