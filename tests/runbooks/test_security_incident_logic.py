@@ -86,6 +86,8 @@ def test_admin_actions_by_a_non_admin_account_are_a_compromise() -> None:
     assert d.cause == "compromised-account"
     assert (d.disable, d.reset, d.block) == (["u7"], ["u7"], ["102.89.34.11"])
     text = "\n".join(d.evidence)
+    assert d.per_min == 3.0  # 2 actions in 40 s
+    assert d.watch_seconds(30) == 60  # 3 more are expected within a minute
     assert "jamie@example.com" in text and "102.89.34.11 (NG)" in text and "export_users ×1" in text
 
 

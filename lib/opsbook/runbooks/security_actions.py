@@ -270,6 +270,7 @@ def verify(
             passed = passed and name in names
             lines.append(f"secret {name} is set on {p.worker}: {name in names}")
     since = datetime.now(UTC)
+    seconds = d.watch_seconds(seconds)  # long enough to expect the attacker at its old rate
     offending: list[str] = []
 
     def still(events: list[dict[str, Any]]) -> bool:
@@ -286,7 +287,8 @@ def verify(
         )
     else:
         lines.append(
-            f"no request from {d.block or 'the attacker'} reached the Worker in a {seconds:.0f} s tail since the fix"
+            f"no request from {d.block or 'the attacker'} reached the Worker in a {seconds:.0f} s tail since the fix "
+            f"(at the {d.per_min:.1f}/min seen before it, ≥ 3 would have)"
         )
     return passed, lines
 

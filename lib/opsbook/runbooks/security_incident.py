@@ -223,6 +223,13 @@ class Diagnosis:
     disable: list[str] = field(default_factory=list)  # user ids
     reset: list[str] = field(default_factory=list)  # user ids
     rotate: list[str] = field(default_factory=list)  # secret names
+    per_min: float = 0.0  # the attacker's request rate seen before the fix
+
+    def watch_seconds(self, at_least: float, expect: int = 3, cap: float = 180) -> float:
+        """How long a tail must watch to expect `expect` attacker requests at `per_min`."""
+        if self.per_min <= 0:
+            return at_least
+        return max(at_least, min(cap, expect * 60 / self.per_min))
 
 
 def _fmt(counts: dict[str, int]) -> str:
@@ -252,6 +259,7 @@ def diagnose(
             f"Rotate {u.key} (rotate-secret), block {', '.join(ips)} (block-ips), then find "
             "where the key leaked (repos, CI logs, laptops).",
             block=ips, rotate=sorted({x.key for x in uses}),
+            per_min=sum(x.count for x in uses) * 60 / max(seconds, 1),
         )  # fmt: skip
     bad = suspicious_accounts(admin_activity(seen), users, trusted)
     if bad:
@@ -273,6 +281,7 @@ def diagnose(
             f"Disable {email} (disable-account), block {', '.join(a.ips)} (block-ips), force a "
             "password reset (force-password-reset); review what the exports exposed.",
             block=sorted(a.ips), disable=[a.user_id], reset=[a.user_id],
+            per_min=sum(a.actions.values()) * 60 / max(seconds, 1),
         )  # fmt: skip
     bf = brute_force(seen)
     if bf is not None and sum(bf.ips.values()) >= MIN_BRUTE_TOTAL:
@@ -296,7 +305,7 @@ def diagnose(
             "brute-force", evidence,
             "Block the IPs (block-ips)"
             + ("; force a password reset for the accounts they got into" if reset else ""),
-            block=sorted(bf.ips), reset=reset,
+            block=sorted(bf.ips), reset=reset, per_min=bf.per_minute(),
         )  # fmt: skip
     return Diagnosis(
         "healthy",
