@@ -98,6 +98,11 @@ def read_queue(p: Platform, queue: str, dlq: str | None) -> QueueReading:
     )
 
 
+def _read_later(p: Platform, queue: str, dlq: str | None, delay: float) -> QueueReading:
+    time.sleep(delay)
+    return read_queue(p, queue, dlq)
+
+
 def watch(
     p: Platform,
     queue: str,
@@ -119,7 +124,7 @@ def watch(
     from .signals import while_tailing
 
     def read_after(delay: float) -> Callable[[], QueueReading]:
-        return lambda: (time.sleep(delay), read_queue(p, queue, dlq))[1]
+        return lambda: _read_later(p, queue, dlq, delay)
 
     second, events = while_tailing(p, seconds, read_after(seconds * 0.9))
     watched = seconds
@@ -401,9 +406,7 @@ def verify_jobs(
         ((before.worker_consumers or [{}])[0].get("settings") or {}).get("retry_delay", 30)
     )
     seconds = min(retry + 3.0, max_seconds)
-    after, events = while_tailing(
-        p, seconds, lambda: (time.sleep(seconds * 0.95), read_queue(p, queue, dlq))[1]
-    )
+    after, events = while_tailing(p, seconds, lambda: _read_later(p, queue, dlq, seconds * 0.95))
     seen = consumer_logs(events, queue, {})
     passed = seen.events > 0 and seen.failed <= 0.1 * seen.events and after.backlog < before.backlog
     return passed, [
