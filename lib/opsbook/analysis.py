@@ -293,23 +293,12 @@ def change_points(
         if jump < min_jump or any(abs(i - j) < window for j in taken):
             continue
         taken.append(i)
-        # the exact onset: the first bucket in the window that rises above the midpoint
-        mid = (before + after) / 2
-        onset = next(
-            (
-                k
-                for k in range(i - window // 2, min(i + window, len(values)))
-                if k >= 0 and values[k] > mid
-            ),
-            i,
-        )
+        step = rate.index[1] - rate.index[0]
+        # the onset: the split that maximises the jump (a noisy bucket before it is not it)
+        onset = i
         at = rate.index[onset]
         match = [
-            (t, d)
-            for t, d in deps
-            if pd.Timedelta(0)
-            <= at - t
-            <= pd.Timedelta(minutes=match_minutes) + (rate.index[1] - rate.index[0])
+            (t, d) for t, d in deps if -step <= at - t <= pd.Timedelta(minutes=match_minutes) + step
         ]
         dep = match[-1] if match else None
         lag = (at - dep[0]) / pd.Timedelta(minutes=1) if dep else None

@@ -175,7 +175,7 @@ def test_error_after_deploy(fresh_sandbox: Info) -> None:
         assert (stats["errors"] > 0).sum() >= 3  # spread across endpoints
         longer = recent(fresh_sandbox, MS, 90)
         deps = wm.deployments(state, MS)
-        points = analysis.change_points(analysis.error_series(longer, "1min"), deps, window=10)
+        points = analysis.change_points(analysis.error_series(longer, "5min"), deps, window=4)
         assert any(p.deployment is not None and p.deployment["id"] == deps[0]["id"] for p in points)
 
     def healed() -> None:
