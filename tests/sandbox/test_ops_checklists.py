@@ -1,0 +1,63 @@
+"""checklist-daily end to end on the sandbox: healthy, then with a bad deploy whose 500s
+must fail the key-metric and uptime items (judged from the real analytics and probes)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+import opsbook
+from opsbook.runbooks.checks import Item, verdict
+from opsbook.sandbox import SandboxInfo, faultctl
+from opsbook.sandbox.state import State
+
+
+def item_findings(record: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {f["message"].split(":", 1)[0]: f for f in record["findings"]}
+
+
+def test_verdict_names_failed_items_and_ignores_warn_and_manual() -> None:
+    items = [Item("a", "pass", "ok"), Item("b", "warn", "meh"), Item("c", "manual", "look"),
+             Item("d", "fail", "broken")]  # fmt: skip
+    cause, evidence = verdict(items)
+    assert cause == "checks-failed"
+    assert evidence[0] == "d: broken"
+    assert "1 pass, 1 warn, 1 fail, 1 manual" in evidence
+    assert verdict(items[:3])[0] == "healthy"
+
+
+def test_daily_checklist_passes_on_the_healthy_sandbox(sandbox: SandboxInfo) -> None:
+    result = opsbook.run("checklist-daily", env="local")
+    assert (result.status, result.exit_code) == ("completed", 0), result.record.get("error")
+    assert result.record["verdict"]["cause"] == "healthy"
+    found = item_findings(result.record)
+    smoke = opsbook.connect("local").setting("app.smoke")
+    assert found["uptime"]["severity"] == "info"
+    assert len(found["uptime"]["evidence"]["probes"]) == len(smoke)
+    assert found["error rate (key metric)"]["severity"] == "info"
+    # the daily error rate is measured over a day of real analytics, not a sample
+    assert found["daily error rate"]["evidence"]["requests"] > 1000
+    manual = [f for f in result.record["findings"] if "manual:" in f["message"]]
+    assert {m["message"].split(":", 1)[0] for m in manual} >= {"Sentry", "UptimeRobot", "4xx spike"}
+
+
+def test_a_bad_deploy_fails_the_error_rate_and_uptime_items(fresh_sandbox: SandboxInfo) -> None:
+    state = State(fresh_sandbox.state_dir)
+    faultctl.break_fault(state, "bad-deploy", {"minutes_ago": "20"})
+    try:
+        result = opsbook.run("checklist-daily", env="local")
+    finally:
+        faultctl.heal(state, "bad-deploy")
+    assert (result.status, result.exit_code) == ("completed", 3), result.record.get("error")
+    v = result.record["verdict"]
+    assert v["cause"] == "checks-failed"
+    found = item_findings(result.record)
+    rate = found["error rate (key metric)"]
+    assert rate["severity"] == "error"
+    started = pd.Timestamp(rate["evidence"]["start"])
+    age_min = (pd.Timestamp.now(tz="UTC") - started).total_seconds() / 60
+    assert 15 <= age_min <= 30  # the sustained run starts at the deploy, 20 minutes ago
+    assert found["uptime"]["severity"] == "error"
+    assert any(e.startswith("error rate (key metric):") for e in v["evidence"])
+    assert any(e.startswith("uptime:") for e in v["evidence"])
