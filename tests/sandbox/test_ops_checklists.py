@@ -3,11 +3,14 @@ must fail the key-metric and uptime items (judged from the real analytics and pr
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 import opsbook
+from opsbook.runbooks.checklist_data import backup_verified
 from opsbook.runbooks.checks import Item, verdict
 from opsbook.sandbox import SandboxInfo, faultctl
 from opsbook.sandbox.state import State
@@ -61,3 +64,46 @@ def test_a_bad_deploy_fails_the_error_rate_and_uptime_items(fresh_sandbox: Sandb
     assert found["uptime"]["severity"] == "error"
     assert any(e.startswith("error rate (key metric):") for e in v["evidence"])
     assert any(e.startswith("uptime:") for e in v["evidence"])
+
+
+def test_backup_verification_reads_the_archive_for_a_passing_restore_check(
+    outputs: Path,
+) -> None:
+    from opsbook.index import Index
+
+    assert backup_verified().status == "warn"  # no archive yet: not run this month
+    assert not outputs.exists()  # and looking did not create one
+    run_dir = outputs / "2026-11-23" / "r1_db-restore-check"
+    run_dir.mkdir(parents=True)
+    now = datetime.now(UTC).isoformat()
+    record = {"run": {"id": "r1", "runbook": "db-restore-check", "env": "local",
+                      "started": now, "ended": now, "status": "completed"},
+              "verdict": {"cause": "healthy"}}  # fmt: skip
+    with Index(outputs) as index:
+        index.upsert(record, run_dir)
+    item = backup_verified()
+    assert (item.status, "r1" in item.summary) == ("pass", True)
+
+
+class Settings:
+    """Only what the traffic items read: params thresholds."""
+
+    def setting(self, dotted: str, default: Any = None) -> Any:
+        return {"thresholds.p95_ms": {"value": 2000, "for_minutes": 10}}.get(dotted, default)
+
+
+def minutes_frame(p90: list[float], p99: list[float]) -> pd.DataFrame:
+    ts = pd.date_range("2026-11-23T10:00Z", periods=len(p90), freq="1min")
+    return pd.DataFrame({"ts": ts, "wall_p90_ms": p90, "wall_p99_ms": p99})
+
+
+def test_p95_is_judged_between_p90_and_p99_with_the_duration() -> None:
+    from opsbook.runbooks.checklist_traffic import latency
+
+    p: Any = Settings()
+    slow, fast = [2500.0] * 12, [300.0] * 12
+    assert latency(p, minutes_frame(slow, slow)).status == "fail"  # P90 over: P95 is too
+    assert latency(p, minutes_frame(fast, slow)).status == "warn"  # only P99 over
+    assert latency(p, minutes_frame(fast, fast)).status == "pass"
+    nine = [2500.0] * 9 + [300.0] * 3  # 9 minutes is not "for 10 min"
+    assert latency(p, minutes_frame(nine, nine)).status == "pass"
