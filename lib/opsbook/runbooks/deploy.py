@@ -26,6 +26,7 @@ from __future__ import annotations
 import subprocess
 import time
 import xml.etree.ElementTree as ET
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -196,6 +197,7 @@ class Watch:
     probes: list[ProbeResult]
     tail: pd.DataFrame
     analytics: rb.VersionHealth | None
+    rounds: int = 1
 
     def probe_failures(self) -> list[ProbeResult]:
         return [r for r in self.probes if r.status is None or r.status >= 500]
@@ -216,22 +218,40 @@ class Watch:
         return float(pd.Series(times).quantile(0.95)) if times else None
 
 
+def failed_rounds(rounds: Sequence[Sequence[ProbeResult]]) -> int:
+    """How many of the latest rounds in a row had a 5xx or an unanswered smoke check."""
+    n = 0
+    for batch in reversed(rounds):
+        if not any(r.status is None or r.status >= 500 for r in batch):
+            break
+        n += 1
+    return n
+
+
 def watch(
-    p: Platform, version_id: str, since: datetime, minutes: float, every_s: float = 5.0
+    p: Platform,
+    version_id: str,
+    since: datetime,
+    minutes: float,
+    every_s: float = 5.0,
+    stop_after: int = 3,
 ) -> Watch:
     """Tail the worker and probe the smoke checks every `every_s` for `minutes` (one round
-    at least), then read the version's analytics since the deploy."""
-    probes: list[ProbeResult] = []
+    at least), then read the version's analytics since the deploy. The watch ends early
+    when `stop_after` rounds in a row failed: waiting out the window on a broken app only
+    delays the rollback."""
+    rounds: list[list[ProbeResult]] = []
     deadline = time.monotonic() + max(0.0, minutes) * 60
     with LiveTail(p) as live:
         while True:
-            probes += rb.smoke(p)
-            if time.monotonic() + every_s > deadline:
+            rounds.append(rb.smoke(p))
+            if failed_rounds(rounds) >= stop_after or time.monotonic() + every_s > deadline:
                 break
             time.sleep(every_s)
         events = live.stop(1.0)
     analytics = rb.version_health(p, since).get(version_id)
-    return Watch(version_id, since, probes, events, analytics)
+    probes = [r for batch in rounds for r in batch]
+    return Watch(version_id, since, probes, events, analytics, len(rounds))
 
 
 def judge(w: Watch, t: rb.Thresholds) -> tuple[bool, list[str]]:
@@ -241,7 +261,7 @@ def judge(w: Watch, t: rb.Thresholds) -> tuple[bool, list[str]]:
     failed = w.probe_failures()
     wrong = [r for r in w.probes if not r.ok]
     evidence.append(
-        f"probes: {len(w.probes)} smoke checks since the deploy, {len(failed)} failed (5xx or "
+        f"probes: {len(w.probes)} smoke checks in {w.rounds} rounds since the deploy, {len(failed)} failed (5xx or "
         f"no answer), {len(wrong)} not as expected"
         + (f"; p95 {w.probe_p95():.0f} ms" if w.probe_p95() is not None else "")
     )
