@@ -1,6 +1,6 @@
 """rollback end to end: a bad deploy broken into the sandbox (the test may know the fault;
-the runbook never does), the runbook in a real kernel with `rollback` approved, and the
-app checked through its public URL afterwards."""
+the runbook never does) and a secret changed since the good version, the runbook in a
+real kernel with `rollback` approved, and the app checked through its public URL after."""
 
 from __future__ import annotations
 
@@ -28,6 +28,8 @@ def test_rollback_restores_the_last_known_good_version(
     app = fresh_sandbox.urls()["apps.manuscript"].rstrip("/")
     assert bad != good
     assert httpx.get(f"{app}/health").status_code == 500
+    # a secret changed since the good version: Cloudflare refuses the plain deploy (10220)
+    fresh_cf.put_secret(WORKER, "SENTRY_DSN", "https://key@sentry.example/1")
 
     result = opsbook.run("rollback", approve=["rollback"])
 
@@ -39,6 +41,7 @@ def test_rollback_restores_the_last_known_good_version(
     assert (action["id"], action["mode"], action["risk"]) == ("rollback", "applied", "reversible")
     assert action["preview"]["wrangler"].startswith(f"npx wrangler rollback {good} ")
     assert action["result"]["version_id"] == good
+    assert "10220" in action["result"]["forced"] and "force=true" in action["result"]["forced"]
     assert record["verification"]["passed"] is True
     # the real effect: the good version serves and the public app answers again
     assert serving(fresh_cf) == good

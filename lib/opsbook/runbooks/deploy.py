@@ -44,8 +44,8 @@ if TYPE_CHECKING:
     from ..platform import Platform
 
 CAUSES = {
-    "predeploy-failed": "a pre-check failed (the version, the app's health now, or the "
-    "app's test result): nothing was deployed",
+    "predeploy-failed": "a pre-check failed (the version, the app's health now, the app's "
+    "test result) or Cloudflare refused the deploy (10220): nothing was deployed",
     "nothing-to-deploy": "no uploaded version newer than the one serving: nothing to deploy",
     "deploy-pending": "the pre-checks passed and the deploy was previewed, not approved: "
     "nothing changed",
