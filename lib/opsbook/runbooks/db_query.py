@@ -8,7 +8,6 @@ which first exports the table it changes into the run folder and stops if that f
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shlex
 from dataclasses import dataclass, field
@@ -17,7 +16,7 @@ from typing import Any
 
 from .. import sqlguard
 from ..clients.cloudflare import Cloudflare
-from ..errors import ApiError
+from . import backups
 
 CAUSES = {
     "refused": "the statement was refused before it ran (the SQL guard, or not exactly one "
@@ -277,25 +276,10 @@ def action_preview(
 
 
 def backup(cf: Cloudflare, db: str, table: str, folder: Path) -> dict[str, Any]:
-    """Export `table` (schema and rows) to folder/backup-<table>.sql; raise if it fails
-    or the dump does not hold the table."""
-    dump = cf.d1_export(db, tables=[table])
-    quoted = f'INSERT INTO "{table}" '
-    rows = sum(1 for line in dump.splitlines() if line.startswith(quoted))
-    if f"CREATE TABLE {table}" not in dump and f'CREATE TABLE "{table}"' not in dump:
-        raise ApiError(
-            f"The export of {db} has no CREATE TABLE {table}: not a usable backup; nothing was changed."
-        )
-    path = folder / f"backup-{table}.sql"
-    data = dump.encode()
-    path.touch(mode=0o600)  # rows of a live table: readable by the operator only
-    path.write_bytes(data)
-    return {
-        "file": path.name,
-        "sha256": hashlib.sha256(data).hexdigest(),
-        "bytes": len(data),
-        "rows": rows,
-    }
+    """Export `table` (schema and rows) to folder/backup-<table>.sql (and its .sha256);
+    raise if it fails or the dump does not hold the table."""
+    saved = backups.export_sql(cf, db, folder, [table], name=f"backup-{table}.sql")
+    return {k: saved[k] for k in ("file", "sha256", "bytes", "rows")}
 
 
 def apply(
