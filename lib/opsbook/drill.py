@@ -33,7 +33,10 @@ KEEP = {".lock", ".last_port", "server.log"}
 # fault's options giving strings that must appear in the verdict's evidence.
 EXPECTED_EVIDENCE: dict[str, Callable[[dict[str, str]], list[str]]] = {
     "missing-index": lambda o: ["manuscripts", "author_id"],
-    "one-endpoint-broken": lambda o: [o.get("endpoint", "/manuscripts/:id/analysis").split()[-1]],
+    "one-endpoint-broken": lambda o: [
+        o.get("endpoint")
+        or ("/api/peptides/:slug" if o.get("profile") == "peptalk" else "/manuscripts/:id/analysis")
+    ],
     "pubmed-timeout": lambda o: [o.get("peptide", "BPC-157")],
     "llm-error": lambda o: [o.get("peptide", "BPC-157")],
     "compliance-failed": lambda o: [o.get("peptide", "BPC-157")],
@@ -241,7 +244,9 @@ def run_case(case: Case, boxes: Sandboxes, *, incident_prefix: str = "DRILL") ->
         outcome.verdict = (record.get("verdict") or {}).get("cause")
         outcome.verdict_ok = outcome.verdict == case.expected
         outcome.time_to_verdict_s = _time_to_verdict(record)
-        expected = EXPECTED_EVIDENCE.get(case.fault or "", lambda o: [])(case.options)
+        expected = EXPECTED_EVIDENCE.get(case.fault or "", lambda o: [])(
+            {"profile": case.profile, **case.options}
+        )
         text = _evidence_text(record)
         outcome.missing_evidence = [e for e in expected if e and e not in text]
         outcome.evidence_ok = not outcome.missing_evidence
@@ -255,7 +260,9 @@ def run_case(case: Case, boxes: Sandboxes, *, incident_prefix: str = "DRILL") ->
             {a["id"] for a in record.get("actions", []) if a["mode"] == "dry-run"}
         )
         if not outcome.remedy:
-            outcome.remedy_applied = False
+            # only a declared "no operator remedy" (wait, escalate, tell the user) passes
+            outcome.no_remedy = no_remedy(case.runbook, case.expected)
+            outcome.remedy_applied = None if outcome.no_remedy else False
             return outcome
         second = runner.run(
             case.runbook, case.env, case.parameters, incident=incident, approve=outcome.remedy

