@@ -116,20 +116,33 @@ def reset() -> None:
     _SESSION = None
 
 
+PRIORITIES = ("P0", "P1", "P2", "P3")
+
+
 def start(
     runbook: str,
     causes: Mapping[str, str] | None = None,
     approve: list[str] | tuple[str, ...] | None = None,
+    severity: str | None = None,
 ) -> Session:
-    """Declare the runbook, its verdict list (cause -> meaning) and the approved actions."""
+    """Declare the runbook, its verdict list (cause -> meaning), the approved actions and,
+    for an incident runbook, the incident's priority (P0-P3) that goes into the record."""
+    if severity is not None and severity not in PRIORITIES:
+        raise ValueError(f"severity must be one of {', '.join(PRIORITIES)}; got {severity!r}")
     s = session()
     s.runbook = runbook
     s.causes = dict(causes or {})
     if approve is not None:
         s.approved = [str(a) for a in approve]
-    s.record(
-        {"type": "start", "runbook": runbook, "causes": sorted(s.causes), "approved": s.approved}
-    )
+    event: dict[str, Any] = {
+        "type": "start",
+        "runbook": runbook,
+        "causes": sorted(s.causes),
+        "approved": s.approved,
+    }
+    if severity is not None:
+        event["severity"] = severity
+    s.record(event)
     return s
 
 

@@ -149,3 +149,22 @@ def test_records_into_the_run_folder(tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert json.loads((run_dir / "events.jsonl").read_text().splitlines()[-1])["approve_with"] == (
         "add 'purge' to `approve` in the parameters cell and run this cell again"
     )
+
+
+def test_incident_priority_goes_into_the_record(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from opsbook import records
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    write_json(run_dir / CONTEXT, {"id": "r1", "runbook": "api-down", "approved": []})
+    monkeypatch.setenv("OPSBOOK_RUN_DIR", str(run_dir))
+    steps.reset()
+    steps.start("api-down", CAUSES, severity="P0")
+    events = read_events(run_dir)
+    assert events[0]["severity"] == "P0"
+    with pytest.raises(ValueError, match="P0, P1, P2, P3"):
+        steps.start("api-down", CAUSES, severity="critical")
+    record = records.build(run_dir, status="completed")
+    assert record["run"]["severity"] == "P0"
