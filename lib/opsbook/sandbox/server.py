@@ -2,7 +2,8 @@
 
 Mounts (each module exposes `routes`, with paths relative to its mount):
 
-    /client/v4          cf_account, cf_workers, cf_kv, cf_r2, cf_queues, cf_d1, tail
+    /client/v4          cf_account, cf_workers, cf_kv, cf_r2, cf_queues, cf_d1,
+                        cf_telemetry (Workers Logs), cf_firewall (IP access rules), tail
     /client/v4/graphql  graphql
     /v1                 stripe_api
     /status             statuspage
@@ -39,7 +40,17 @@ from .state import State, load_module, write_json
 
 HOST = "127.0.0.1"
 log = logging.getLogger("opsbook.sandbox")
-CF_MODULES = ("cf_account", "cf_workers", "cf_kv", "cf_r2", "cf_queues", "cf_d1", "tail")
+CF_MODULES = (
+    "cf_account",
+    "cf_workers",
+    "cf_kv",
+    "cf_r2",
+    "cf_queues",
+    "cf_d1",
+    "cf_telemetry",
+    "cf_firewall",
+    "tail",
+)
 MOUNTED_MODULES = (
     ("stripe_api", "/v1"),
     ("statuspage", "/status"),
