@@ -106,6 +106,7 @@ def _runbook_module(runbook: str) -> Any:
 
 
 def _runbook_profiles(runbook: str, fallback: Iterable[str]) -> list[str]:
+    """The profiles a runbook declares (`PROFILES`); without one, those of its faults."""
     module = _runbook_module(runbook)
     return list(getattr(module, "PROFILES", sorted(set(fallback))))
 
@@ -116,6 +117,23 @@ def no_remedy(runbook: str, cause: str) -> str | None:
     return reasons.get(cause)
 
 
+def fault_options(fault: Any, profile: str) -> dict[str, str]:
+    """The options that break `fault` in `profile`'s app.
+
+    A fault that applies to more than one profile must be told which: left to its
+    default it would break the other app, and the runbook, which looks at this
+    profile's resources, would rightly find nothing.
+    """
+    if "profile" in fault.options:
+        return {"profile": profile}
+    if len(fault.profiles) > 1:
+        raise ValueError(
+            f"fault {fault.name!r} applies to {', '.join(fault.profiles)} but takes no "
+            "'profile' option: a drill cannot tell it which app to break"
+        )
+    return {}
+
+
 def cases(
     faults: Iterable[str] | None = None,
     *,
@@ -123,6 +141,9 @@ def cases(
     seeds: Iterable[int] = (7,),
     healthy: bool = True,
 ) -> list[Case]:
+    """The drill cases: each fault on each profile that both it and its runbook declare
+    (`Fault.profiles`, the runbook module's `PROFILES`), then, unless faults are named,
+    each incident runbook on a healthy sandbox for every profile it declares."""
     from .sandbox import faultctl
 
     registry = faultctl.load_all()
@@ -132,23 +153,24 @@ def cases(
         for name in wanted - known:
             faultctl.get(name)  # raises UnknownFault with the known names
     profiles = list(profiles)
-    out: list[Case] = []
     runbooks: dict[str, set[str]] = {}
+    for fault in registry:
+        runbooks.setdefault(fault.runbook, set()).update(fault.profiles)
+    declared = {rb: _runbook_profiles(rb, fp) for rb, fp in runbooks.items()}
+    out: list[Case] = []
     for seed in seeds:
         for fault in registry:
-            runbooks.setdefault(fault.runbook, set()).update(fault.profiles)
             if wanted is not None and fault.name not in wanted:
                 continue
             for profile in fault.profiles:
-                if profile in profiles:
-                    # faults that can hit either app's resources are told which one
-                    options = {"profile": profile} if "profile" in fault.options else {}
+                if profile in profiles and profile in declared[fault.runbook]:
+                    options = fault_options(fault, profile)
                     out.append(
                         Case(fault.name, fault.runbook, fault.verdict, profile, seed, options)
                     )
         if healthy and wanted is None:
-            for runbook, fault_profiles in sorted(runbooks.items()):
-                for profile in _runbook_profiles(runbook, fault_profiles):
+            for runbook in sorted(declared):
+                for profile in declared[runbook]:
                     if profile in profiles:
                         out.append(Case(None, runbook, "healthy", profile, seed))
     return out

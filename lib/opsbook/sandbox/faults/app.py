@@ -249,10 +249,12 @@ _register("cors-misconfigured", "A version is deployed whose CORS_ORIGIN is not 
           apply_cors, lambda s: roll_back(s, "cors-misconfigured"))  # fmt: skip
 _register("email-config-missing", "A version is deployed without the EMAIL_FROM binding.",
           "POST /auth/password-reset-request answers 500; logs say 'Email configuration missing'.",
-          "password-reset", apply_email_config, lambda s: roll_back(s, "email-config-missing"))  # fmt: skip
+          "password-reset", apply_email_config, lambda s: roll_back(s, "email-config-missing"),
+          profiles=("manuscript",))  # fmt: skip
 _register("mail-provider-down", "The MailChannels-like provider answers 503.",
           "POST /auth/password-reset-request answers 500; logs show 'MailChannels send failed 503'.",
-          "password-reset", apply_mail_down, lambda s: clear_condition(s, "mail-provider-down"))  # fmt: skip
+          "password-reset", apply_mail_down, lambda s: clear_condition(s, "mail-provider-down"),
+          profiles=("manuscript",))  # fmt: skip
 _register("one-endpoint-broken", "A version whose one endpoint throws (default the analysis endpoint).",
           "About 8% of requests fail, all on one route, with a TypeError.", "high-error-rate",
           apply_one_endpoint, lambda s: roll_back(s, "one-endpoint-broken"),
