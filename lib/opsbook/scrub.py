@@ -13,6 +13,9 @@ A `Scrubber` removes two kinds of secret from text, JSON-like objects and notebo
      40-character run is redacted unless it is all hex in one case (git SHAs, SHA-1
      digests) or it "looks like a word" (fewer than two of lower/upper/digit). Snake-case
      identifiers with a digit in them are redacted too: over-redaction is the safe error.
+     One exact shape is spared: opsbook's own run-folder names, `<run-id>_<runbook>`
+     (`20261123T162545Z-c013_maintenance-window` is 40 long): a UTC timestamp, four hex
+     digits and a lowercase runbook name, which no random token plausibly matches.
      32-hex account ids and 36-char UUIDs are not 40 long and never match.
    - Stripe secret and restricted keys (`sk_live_`, `sk_test_`, `rk_live_`, `rk_test_`)
      and webhook signing secrets (`whsec_`).
@@ -65,6 +68,11 @@ BINARY_MIME = ("image/png", "image/jpeg", "image/gif", "image/bmp", "application
 # Cloudflare API tokens: 40 chars of base64url standing alone.
 _CF_TOKEN = re.compile(r"(?<![A-Za-z0-9_-])[A-Za-z0-9_-]{40}(?![A-Za-z0-9_-])")
 _HEX40 = re.compile(r"[0-9a-f]{40}|[0-9A-F]{40}")
+# runfolder.RunFolder names: <YYYYmmddTHHMMSSZ>-<4 hex>_<runbook>
+_RUN_FOLDER = re.compile(
+    r"20\d\d(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])T(?:[01]\d|2[0-3])[0-5]\d[0-5]\dZ"
+    r"-[0-9a-f]{4}_[a-z][a-z0-9]*(?:-[a-z0-9]+)*"
+)
 _STRIPE = re.compile(r"(?<![A-Za-z0-9])(?:sk|rk)_(?:live|test)_[A-Za-z0-9]{6,}")
 _WHSEC = re.compile(r"(?<![A-Za-z0-9])whsec_[A-Za-z0-9+/=]{6,}")
 _JWT = re.compile(r"\beyJ[A-Za-z0-9_-]+\.eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
@@ -84,7 +92,7 @@ _DATA_URI = re.compile(r"(data:[\w.+/-]+;base64,[A-Za-z0-9+/=]+)")
 
 
 def _looks_random(word: str) -> bool:
-    if _HEX40.fullmatch(word):
+    if _HEX40.fullmatch(word) or _RUN_FOLDER.fullmatch(word):
         return False
     classes = sum(
         (

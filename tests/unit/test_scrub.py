@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import base64
 import json
+from pathlib import Path
 
 import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
+from opsbook.runfolder import RunFolder
 from opsbook.scrub import REDACTED, Scrubber
 
 CF_TOKEN = "Xy7_kQ2-aB9cD4eF6gH8iJ0kL1mN3oP5qR7sT9uV"  # 40 chars, mixed
@@ -209,3 +211,43 @@ def test_data_uri_payloads_are_left_alone(scrubber: Scrubber) -> None:
     payload = "A" * 10 + "+" + CF_TOKEN + "/" + "B" * 10
     html = f'<img src="data:image/png;base64,{payload}"> {CF_TOKEN}'
     assert scrubber.text(html) == f'<img src="data:image/png;base64,{payload}"> {REDACTED}'
+
+
+# ---- run-folder names are not Cloudflare tokens ---------------------------------------------
+RUN_FOLDER = "20261123T162545Z-c013_maintenance-window"  # 40 chars: <run-id>_<runbook>
+
+
+def test_a_run_folder_name_of_40_chars_is_kept(scrubber: Scrubber) -> None:
+    assert len(RUN_FOLDER) == 40
+    for text in (
+        RUN_FOLDER,
+        f"record: /tmp/out/2026-11-23/{RUN_FOLDER}/report.html",
+        f"restore it from {RUN_FOLDER}/backup-manuscript-platform.sql",
+        json.dumps({"run_dir": f"outputs/2026-11-23/{RUN_FOLDER}"}),
+    ):
+        assert scrubber.text(text) == text
+        assert not scrubber.contains_secret(text)
+
+
+def test_the_names_runfolder_makes_are_kept(scrubber: Scrubber, tmp_path: Path) -> None:
+    folder = RunFolder.create(tmp_path, "maintenance-window")
+    assert len(folder.path.name) == 40
+    assert scrubber.text(str(folder.path)) == str(folder.path)
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        CF_TOKEN,
+        "20261123T162545Z-c013_maintenance-windoW",  # an upper-case letter in the name
+        "20261323T162545Z-c013_maintenance-window",  # month 13: not a timestamp
+        "20261123T162545Z-C013_maintenance-window",  # upper-case hex
+        "20261123T162545Z-c013-maintenance-window",  # no underscore
+        "2026112xT162545Z-c013_maintenance-window",
+        "Ab1_20261123T162545Z-c013_maintenance-wi",  # the shape inside, not the whole word
+    ],
+)
+def test_real_and_near_miss_40_char_tokens_stay_redacted(scrubber: Scrubber, token: str) -> None:
+    assert len(token) == 40
+    assert scrubber.text(f"token {token} end") == f"token {REDACTED} end"
+    assert scrubber.text(f"/tmp/{token}/x") == f"/tmp/{REDACTED}/x"
