@@ -3,16 +3,19 @@ must fail the key-metric and uptime items (judged from the real analytics and pr
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import random
+import sqlite3
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pytest
 
 import opsbook
 from opsbook.runbooks.checklist_data import backup_verified
 from opsbook.runbooks.checks import Item, verdict
-from opsbook.sandbox import SandboxInfo, faultctl
+from opsbook.sandbox import SandboxInfo, d1schemas, faultctl
 from opsbook.sandbox.state import State
 
 
@@ -43,6 +46,36 @@ def test_daily_checklist_passes_on_the_healthy_sandbox(sandbox: SandboxInfo) -> 
     assert found["daily error rate"]["evidence"]["requests"] > 1000
     manual = [f for f in result.record["findings"] if "manual:" in f["message"]]
     assert {m["message"].split(":", 1)[0] for m in manual} >= {"Sentry", "UptimeRobot", "4xx spike"}
+
+
+def test_daily_checklist_passes_on_the_healthy_peptalk_sandbox(sandbox: SandboxInfo) -> None:
+    result = opsbook.run("checklist-daily", env="local-peptalk")
+    assert (result.status, result.exit_code) == ("completed", 0), result.record.get("error")
+    assert result.record["verdict"]["cause"] == "healthy", result.record["verdict"]
+    found = item_findings(result.record)
+    assert found["overnight pipeline runs"]["evidence"]["runs"] >= 20  # one per peptide
+    assert found["nightly cron ran"]["evidence"]["age_hours"] <= 26
+
+
+@pytest.mark.parametrize("hour", [1, 2, 3, 16, 23])
+def test_the_peptalk_seed_has_pipeline_runs_through_the_last_finished_night(hour: int) -> None:
+    now = datetime(2026, 11, 23, hour, 30, tzinfo=UTC)
+    db = sqlite3.connect(":memory:")
+    db.executescript(d1schemas.PEPTALK_DDL)
+    d1schemas.seed_peptalk(db, random.Random(7), now)
+    newest, peptides = db.execute(
+        "SELECT max(started_at), count(DISTINCT peptide_id) FROM pipeline_runs"
+    ).fetchone()
+    at = datetime.fromisoformat(newest.replace("Z", "+00:00"))
+    assert at <= now and now - at < timedelta(hours=26)  # the cron threshold
+    last_night = now.replace(hour=2, minute=0) - timedelta(days=0 if hour >= 3 else 1)
+    assert at >= last_night
+    per_peptide = db.execute(
+        "SELECT p.last_pipeline_run = max(r.started_at), max(r.finished_at) <= ?, count(*) >= 30 "
+        "FROM peptides p JOIN pipeline_runs r ON r.peptide_id = p.id GROUP BY p.id",
+        [now.strftime("%Y-%m-%dT%H:%M:%S.000Z")],
+    ).fetchall()
+    assert len(per_peptide) == peptides and all(all(row) for row in per_peptide)
 
 
 def test_a_bad_deploy_fails_the_error_rate_and_uptime_items(fresh_sandbox: SandboxInfo) -> None:

@@ -392,20 +392,8 @@ def seed_peptalk(db: sqlite3.Connection, rng: random.Random, now: datetime) -> N
     pmid = 30_000_000
     for pid, name in enumerate(PEPTIDES, start=1):
         slug = name.lower().replace(" ", "-").replace("+", "")
-        last_run = (now - timedelta(days=1)).replace(hour=2, minute=rng.randint(0, 59))
         created = now - timedelta(days=rng.uniform(120, 300))
-        peptides.append(
-            (
-                pid,
-                slug,
-                name,
-                rng.choice(grades),
-                iso(last_run),
-                rng.randint(3, 40),
-                iso(created),
-                iso(last_run),
-            )
-        )
+        grade, page_version = rng.choice(grades), rng.randint(3, 40)
         for _ in range(STUDIES_PER_PEPTIDE):
             pmid += rng.randint(1, 60_000)
             topic = rng.choice(_STUDY_TOPICS)
@@ -417,19 +405,28 @@ def seed_peptalk(db: sqlite3.Connection, rng: random.Random, now: datetime) -> N
             studies.append(
                 (pid, str(pmid), title, rng.randint(1995, now.year), summary, iso(created))
             )
-        for day in range(1, 31):  # a nightly pipeline run per peptide for 30 days
+        # a nightly run (02:xx UTC) per peptide for 30 nights, through today's once it finished
+        nights: list[datetime] = []
+        for day in range(0, 31):
             started = (now - timedelta(days=day)).replace(
                 hour=2, minute=rng.randint(0, 59), second=0
             )
             failed = day > 3 and rng.random() < 0.03
             finished = started + timedelta(seconds=rng.uniform(40, 400))
             error = "PubMed API timeout after 30000 ms" if failed else None
+            if finished > now or len(nights) == 30:
+                continue
+            nights.append(started)
             runs.append(
                 (pid, iso(started), iso(finished), "failed" if failed else "success", error)
             )
             if failed:  # the retry an hour later succeeded
                 retry = started + timedelta(hours=1)
                 runs.append((pid, iso(retry), iso(retry + timedelta(seconds=90)), "success", None))
+        last_run = nights[0]
+        peptides.append(
+            (pid, slug, name, grade, iso(last_run), page_version, iso(created), iso(last_run))
+        )
     db.executemany("INSERT INTO peptides VALUES (?,?,?,?,?,?,?,?)", peptides)
     db.executemany(
         "INSERT INTO studies(peptide_id, pmid, title, year, summary, created_at) VALUES (?,?,?,?,?,?)",
