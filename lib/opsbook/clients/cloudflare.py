@@ -305,3 +305,59 @@ class Cloudflare(StorageAPI):
             )  # fmt: skip
         data: dict[str, Any] = body.get("data") or {}
         return data
+
+    # ---- Workers Logs ---------------------------------------------------------------
+    def telemetry_query(self, body: dict[str, Any]) -> dict[str, Any]:
+        """One Workers Logs query (`POST …/workers/observability/telemetry/query`): the
+        result {run, statistics, events|invocations|calculations}."""
+        result: dict[str, Any] = self.call(
+            "POST", f"{self.acct}/workers/observability/telemetry/query", json=body
+        )
+        return result
+
+    def telemetry_events(
+        self,
+        since_ms: int,
+        until_ms: int,
+        filters: list[dict[str, Any]] | None = None,
+        *,
+        needle: str | None = None,
+        page_size: int = 2000,
+        max_events: int = 50_000,
+    ) -> list[dict[str, Any]]:
+        """Every Workers Logs event of a timeframe matching `filters` (leaves {key,
+        operation, type, value}), newest first, paged with `offset` (the last event's
+        $metadata.id) until the query's `count` is reached or a page comes back empty."""
+        params: dict[str, Any] = {"datasets": ["cloudflare-workers"], "filters": filters or []}
+        if needle:
+            params["needle"] = {"value": needle, "isRegex": False, "matchCase": False}
+        body: dict[str, Any] = {
+            "queryId": "opsbook-events",
+            "timeframe": {"from": int(since_ms), "to": int(until_ms)},
+            "view": "events",
+            "limit": page_size,
+            "parameters": params,
+        }
+        out: list[dict[str, Any]] = []
+        while len(out) < max_events:
+            found = self.telemetry_query(body).get("events") or {}
+            page = list(found.get("events") or [])
+            out += page
+            total = found.get("count")
+            if not page or (total is not None and len(out) >= int(total)):
+                break
+            body["offset"] = page[-1]["$metadata"]["id"]
+        return out[:max_events]
+
+    def telemetry_keys(
+        self, since_ms: int | None = None, until_ms: int | None = None, limit: int = 1000
+    ) -> list[dict[str, Any]]:
+        """The keys Workers Logs has seen: [{key, type, lastSeenAt}]."""
+        body: dict[str, Any] = {"limit": limit}
+        if since_ms is not None:
+            body["from"] = int(since_ms)
+        if until_ms is not None:
+            body["to"] = int(until_ms)
+        return list(
+            self.call("POST", f"{self.acct}/workers/observability/telemetry/keys", json=body)
+        )
