@@ -128,3 +128,21 @@ def test_a_truncated_backup_is_named_with_its_line(backup: dict[str, Any], tmp_p
     assert any(
         "no " in f["message"] and ".sha256" in f["message"] for f in result.record["findings"]
     )
+
+
+def test_outside_a_run_folder_backups_go_to_the_archive_not_tmp(outputs: Path) -> None:
+    """nbval and a notebook opened by hand have no run folder: the files go to
+    outputs/backups/ (private), and discard removes only such a folder."""
+    from opsbook.runbooks import backups
+
+    run_dir = outputs / "2026-11-23" / "20261123T162545Z-c013_db-backup"
+    assert backups.output_folder(run_dir) == run_dir
+    folder = backups.output_folder(None)
+    assert folder.parent == outputs.resolve() / "backups"
+    assert folder.name.startswith("backup-") and folder.stat().st_mode & 0o077 == 0
+    (folder / "backup-x.sql").write_text("CREATE TABLE t(a);\n")
+    run_dir.mkdir(parents=True)
+    backups.discard(run_dir)  # never a run folder
+    assert run_dir.is_dir()
+    backups.discard(folder)
+    assert not folder.exists()

@@ -16,9 +16,11 @@ import sqlite3
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from .. import config
 from ..clients.cloudflare import Cloudflare
 from ..errors import ApiError
 
@@ -29,17 +31,26 @@ TABLES_SQL = (
 INSERT = re.compile(r'^INSERT INTO "((?:[^"]|"")+)" ')
 
 
+UNRECORDED = "backups"  # outputs/backups/: backups taken outside a run folder
+PREFIX = "backup-"
+
+
 def output_folder(run_dir: Path | None) -> Path:
     """Where backup files go: the run folder; outside one (a notebook opened by hand, nbval),
-    a new private temporary folder, never the notebook's own folder."""
+    a new private folder in the archive, outputs/backups/backup-<UTC time>-<random>/ (never
+    the notebook's own folder, never /tmp: rows of live tables stay with the records)."""
     if run_dir is not None:
         return run_dir
-    return Path(tempfile.mkdtemp(prefix="opsbook-backup-"))
+    parent = config.outputs_dir() / UNRECORDED
+    parent.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    return Path(tempfile.mkdtemp(prefix=f"{PREFIX}{stamp}-", dir=parent))
 
 
 def discard(folder: Path) -> None:
-    """Remove a temporary folder made by output_folder (never a run folder)."""
-    if folder.name.startswith("opsbook-backup-") and folder.parent == Path(tempfile.gettempdir()):
+    """Remove a folder made by output_folder outside a run folder (never a run folder)."""
+    parent = (config.outputs_dir() / UNRECORDED).resolve()
+    if folder.name.startswith(PREFIX) and folder.resolve().parent == parent:
         shutil.rmtree(folder)
 
 
