@@ -83,7 +83,17 @@ PEPTALK = (
     Endpoint("POST /webhooks/stripe", 0.02, 45, 3, 20),
     Endpoint("OPTIONS /api/peptides", 0.09, 3, 0.4, 0, d1=False),
 )
-ENDPOINTS: dict[str, tuple[Endpoint, ...]] = {"manuscript": MANUSCRIPT, "peptalk": PEPTALK}
+# Admin routes (apps/admin.py): no share of the modelled visitors' traffic; the security
+# faults' callers (apps/security.py) and real requests use them.
+ADMIN = (
+    Endpoint("GET /admin/users/export", 0.0, 180, 22, 60000, auth=True),
+    Endpoint("POST /admin/users/:id/role", 0.0, 60, 6, 120, auth=True),
+    Endpoint("GET /admin/subscriptions", 0.0, 90, 9, 20000, auth=True),
+)
+ENDPOINTS: dict[str, tuple[Endpoint, ...]] = {
+    "manuscript": MANUSCRIPT + ADMIN,
+    "peptalk": PEPTALK + ADMIN,
+}
 CONSUMER = Endpoint("QUEUE manuscript-analysis-queue", 0.0, 2200, 12, 0, upstream="anthropic")
 COLD_START_MS = 650.0
 BASELINE_5XX = 0.0015

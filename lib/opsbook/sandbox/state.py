@@ -40,6 +40,7 @@ MODULES = (
     "workers_model",
     "cf_kv",
     "cf_r2",
+    "cf_firewall",
     "queues_model",
     "d1data",
     "stripe_api",

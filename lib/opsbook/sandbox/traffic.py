@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import cf_r2, conditions, d1data, mail, platform_view, tail, trace
+from . import cf_firewall, cf_r2, conditions, d1data, mail, platform_view, tail, trace
 from .behaviour import ENDPOINTS, Snapshot, consume, evaluate
 from .profiles import PROFILES, Profile
 from .state import State
@@ -108,6 +108,8 @@ class Generator:
 
     def __init__(self, state: State, profile: Profile, meta: dict[str, Any]) -> None:
         self.profile = profile
+        self.state = state
+        self.edge = cf_firewall.load_rules(state)  # IP Access Rules: applied in minute()
         self.seed = int(meta["seed"])
         self.users: list[str] = json.loads(meta["users"])
         self.peptides: list[str] = json.loads(meta["peptides"])
@@ -148,7 +150,7 @@ class Generator:
         if self.profile.name == "peptalk" and m % 1440 == 120:
             out.append(self.nightly(t0, rng))
         out += self.attacks(m, rng)
-        return out, last_ms
+        return cf_firewall.screen(self.edge, out), last_ms
 
     def request(self, at: int, rng: random.Random, cold: bool) -> trace.Invocation:
         ep = rng.choices(self.endpoints, self.weights)[0]

@@ -29,6 +29,7 @@ from ..platform_view import binding, snapshot
 from ..profiles import PROFILES, Profile
 from ..state import State, from_request
 from ..traffic import IDLE_COLD_MS
+from . import firewall
 
 MAX_SLEEP_S = 8.0  # simulated latency actually slept per request (the rest is only logged)
 SESSION_TTL_S = 7 * 24 * 3600
@@ -86,6 +87,8 @@ def _cold(state: State, script: str, at: int) -> bool:
 async def serve(request: Request, profile_name: str, route: str, handler: Handler) -> Response:
     state = from_request(request)
     profile = PROFILES[profile_name]
+    if edge := await asyncio.to_thread(firewall.screen_request, state, request, profile, route):
+        return edge  # an IP Access Rule stops it before the Worker runs
     ep = endpoint(profile, route)
     started = time.perf_counter()
     at = int(time.time() * 1000)

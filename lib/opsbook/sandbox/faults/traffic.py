@@ -142,9 +142,11 @@ def _attack(kind: str, default: dict[str, Any]) -> Any:
             if not users:
                 raise ValueError(f"no users in {p.worker}'s traffic to compromise")
             data["user_id"] = str(options.get("user_id") or users[7 % len(users)])
-        set_condition(
-            state, kind, f"attack:{p.worker}:{kind}", data, onset_of(options, 30), p.worker
-        )
+        from ..apps.security import arm
+
+        onset = onset_of(options, 30)
+        data.update(arm(state, p, kind, data, onset))  # the stolen session or leaked key
+        set_condition(state, kind, f"attack:{p.worker}:{kind}", data, onset, p.worker)
 
     return apply
 
