@@ -92,3 +92,55 @@ def test_verify_needs_a_new_successful_run_and_a_newer_page_version() -> None:
     assert not pf.verify(before, same_run)[0]
     assert not pf.verify(before, failed_again)[0]
     assert not pf.verify(before, [])[0]
+
+
+def test_an_llm_auth_error_is_told_from_a_transient_one() -> None:
+    assert pf.is_auth_error("LLM API error: 401 authentication_error: invalid x-api-key")
+    assert pf.is_auth_error("LLM API error: 403 permission_error")
+    assert not pf.is_auth_error("LLM API error: 529 overloaded_error")
+    assert not pf.is_auth_error("LLM API error: 500 api_error")
+    assert not pf.is_auth_error("PubMed API timeout after 401ms")
+    assert not pf.is_auth_error(None)
+
+
+def test_a_refused_key_is_llm_error_whose_remedy_puts_the_key_first() -> None:
+    states = [
+        peptide("BPC-157", "failed", "LLM API error: 401 authentication_error: invalid x-api-key"),
+        peptide("TB-500", "failed", "LLM API error: 401 authentication_error: invalid x-api-key"),
+    ]
+    cause, evidence, remedy = pf.diagnose(states, RATE_OK)
+    assert cause == "llm-error"
+    assert pf.key_rejected(states)
+    assert remedy and remedy.startswith(f"Put a valid {pf.LLM_SECRET}") and "BPC-157" in remedy
+    assert any("refuses the key for 2 peptide(s)" in e for e in evidence)
+    overloaded = [peptide("BPC-157", "failed", "LLM API error: 529 overloaded_error")]
+    assert not pf.key_rejected(overloaded)
+    assert pf.diagnose(overloaded, RATE_OK)[2] == "Retry the pipeline for BPC-157"
+
+
+def test_verify_needs_a_fresh_pdf_in_r2_and_no_failure_in_the_logs() -> None:
+    before = [peptide("BPC-157", "failed", "PubMed API timeout after 30000ms", run_id=100)]
+    after = [peptide("BPC-157", run_id=101, page_version=8, started_at="2026-11-23T09:15:30.400Z")]
+    fresh = {"BPC-157": {"size": 609, "last_modified": "Mon, 23 Nov 2026 09:15:30 GMT"}}
+    stale = {"BPC-157": {"size": 609, "last_modified": "Mon, 23 Nov 2026 02:03:10 GMT"}}
+    ok, lines = pf.verify(before, after, fresh, {"log_succeeded": ["BPC-157"]})
+    assert (
+        ok and "uploaded by this run" in lines[0] and "Pipeline succeeded for BPC-157" in lines[0]
+    )
+    assert not pf.verify(before, after, stale)[0]
+    assert not pf.verify(before, after, {"BPC-157": None})[0]
+    assert not pf.verify(before, after, fresh, {"log_failed": ["BPC-157"]})[0]
+    # no line in the tail leaves it to D1 and R2
+    ok, lines = pf.verify(before, after, fresh, {"log_succeeded": []})
+    assert ok and "no line for it reached the tail" in lines[0]
+
+
+def test_verify_lists_failures_first_and_summarises_many_successes() -> None:
+    names = [f"P-{i:02d}" for i in range(30)]
+    before = [peptide(n, "failed", "LLM API error: 529 overloaded_error", run_id=1) for n in names]
+    after = [peptide(n, run_id=2, page_version=8) for n in names]
+    after[20] = peptide("P-20", "failed", "LLM API error: 529 overloaded_error", run_id=2)
+    ok, lines = pf.verify(before, after)
+    assert not ok
+    assert lines[0].startswith("P-20: newest run #2 failed")
+    assert len(lines) == pf.LIST_MAX + 1 and lines[-1].startswith("... and 18 more")

@@ -231,6 +231,20 @@ class StorageAPI:
         result: dict[str, Any] = self.call("GET", f"{self.acct}/r2/buckets/{quote(name, safe='')}")
         return result
 
+    def r2_object_info(self, bucket: str, key: str) -> dict[str, Any] | None:
+        """An object's size, ETag and Last-Modified (`wrangler r2 object get`), or None."""
+        path = f"{self.acct}/r2/buckets/{quote(bucket, safe='')}/objects/{quote(key, safe='/')}"
+        try:
+            response = self.request("GET", path)
+        except NotFound:
+            return None
+        return {
+            "key": key,
+            "size": len(response.content),
+            "etag": response.headers.get("etag", "").strip('"'),
+            "last_modified": response.headers.get("last-modified"),
+        }
+
     def r2_metrics(self) -> dict[str, Any]:
         result: dict[str, Any] = self.call("GET", f"{self.acct}/r2/metrics")
         return result

@@ -2,8 +2,9 @@
 seed 004 "High Error Rate").
 
 The error rate and its onset come from Workers analytics (per minute and per version);
-which routes fail, and with what, from probes of every route while a tail records
-them. The exception text tells D1 and R2 failures apart from code bugs; the versions tell
+which routes fail, and with what, from the recent history in Workers Logs when its
+errors already name the database or storage, else from probes of every route while a
+tail records them. The exception text tells D1 and R2 failures apart from code bugs; the versions tell
 whether the errors began with the deployment serving now.
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -276,6 +278,42 @@ def probe_rounds(
         )
     )
     return pd.concat(all_probes, ignore_index=True), events, len(all_probes)
+
+
+def history_probes(events: pd.DataFrame, routes: Iterable[str]) -> pd.DataFrame:
+    """The history's requests to the probed `routes`, in the shape of probe rows (route,
+    url, path, expected, status, ms, error, failed): failed is a 5xx or an exception."""
+    from .signals import PROBE_COLUMNS
+
+    mine = events[events["route"].isin(set(routes))] if len(events) else events
+    if not len(mine):
+        return pd.DataFrame(columns=PROBE_COLUMNS)
+    failed = (mine["outcome"] != "ok") | (mine["status"].fillna(0).astype("int64") >= 500)
+    return pd.DataFrame(
+        {"route": mine["route"], "url": mine["url"], "path": mine["path"], "expected": 200,
+         "status": mine["status"], "ms": mine["wall_ms"], "error": "", "failed": failed},
+        columns=PROBE_COLUMNS,
+    ).reset_index(drop=True)  # fmt: skip
+
+
+def read_or_probe(
+    p: Platform,
+    rate: Rate,
+    history: pd.DataFrame | None,
+    *,
+    repeat: int,
+    timeout_s: float,
+    max_rounds: int,
+) -> tuple[pd.DataFrame, pd.DataFrame, int]:
+    """(probes, events, rounds). When the recent history (Workers Logs) already shows D1
+    or R2 errors, its requests to the probed routes stand for the probes (rounds 0):
+    no need to wait for the failing routes again. Otherwise probe while tailing."""
+    if history is not None and len(history):
+        texts = tail_errors(history)
+        if any(D1_PATTERN.search(t) or R2_PATTERN.search(t) for t in texts):
+            routes = [str(t["route"]) for t in (p.setting("app.probes") or [])]
+            return history_probes(history, routes), history, 0
+    return probe_rounds(p, rate, repeat=repeat, timeout_s=timeout_s, max_rounds=max_rounds)
 
 
 def failing_versions(events: pd.DataFrame) -> list[str]:

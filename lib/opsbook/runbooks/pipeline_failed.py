@@ -4,7 +4,11 @@ Evidence comes from D1 (`pipeline_runs`: status and the error the app logs as
 "Pipeline failed for BPC-157: <reason>"; `peptides`: page_version, last_pipeline_run)
 and the pipeline's success rate against the Key Metrics threshold. The retry re-runs the
 pipeline for the failing peptides while a tail filtered on their names watches the log
-lines (`wrangler tail | grep "BPC-157"`).
+lines (`wrangler tail | grep "BPC-157"`). An LLM error that is an authentication error
+(401/403: the key was revoked or rotated) is not transient: the Worker's LLM API key is put
+first, from the operator's environment, then the pipeline is re-run. The verification
+reads fresh evidence: the new pipeline_runs row, page_version, the PDF in R2 (uploaded
+after the new run started) and the log lines the tail saw.
 """
 
 from __future__ import annotations
@@ -35,6 +39,11 @@ PATTERNS = (
     ("compliance-failed", "Compliance check failed"),
 )
 RETRYABLE = ("pubmed-timeout", "llm-error")
+# an LLM error that no retry fixes: the provider refuses the key (Anthropic: 401
+# authentication_error, 403 permission_error; OpenAI: 401 invalid_api_key)
+AUTH_STATUS = ("401", "403")
+AUTH_MARKERS = ("authentication_error", "permission_error", "invalid_api_key", "invalid x-api-key")
+LLM_SECRET = "ANTHROPIC_API_KEY"  # the Worker secret the pipeline's LLM calls use
 TRIGGER_PATH = "/__scheduled"  # the Worker's scheduled handler, as `wrangler dev` exposes it
 LIST_MAX = 12
 
@@ -60,6 +69,11 @@ class Peptide:
     def cause(self) -> str | None:
         return classify(self.error)
 
+    @property
+    def key_rejected(self) -> bool:
+        """An LLM error that says the API key is refused (no retry alone fixes it)."""
+        return self.cause == "llm-error" and is_auth_error(self.error)
+
     def error_line(self) -> str:
         return f"Pipeline failed for {self.name}: {self.error} (run #{self.run_id}, started {self.started_at})"
 
@@ -71,6 +85,16 @@ def classify(error: str | None) -> str | None:
         if pattern.lower() in text:
             return cause
     return None
+
+
+def is_auth_error(error: str | None) -> bool:
+    """`LLM API error: 401 authentication_error ...`: the provider refuses the key."""
+    text = (error or "").lower()
+    if "llm api error:" not in text:
+        return False
+    after = text.split("llm api error:", 1)[1].strip()
+    status = after.split()[0] if after else ""
+    return status in AUTH_STATUS or any(m in after for m in AUTH_MARKERS)
 
 
 STATE_SQL = """SELECT p.id, p.name, p.slug, p.page_version, p.last_pipeline_run,
@@ -204,11 +228,52 @@ def diagnose(
         )
     if cause in NO_REMEDY:
         return cause, evidence, NO_REMEDY[cause]
+    refused = [s for s in failing if s.key_rejected]
+    if cause == "llm-error" and refused:
+        evidence.append(
+            f"the LLM API refuses the key for {len(refused)} peptide(s) (authentication error): "
+            "not transient, a retry alone fails the same way"
+        )
+        return (
+            cause,
+            evidence,
+            f"Put a valid {LLM_SECRET} (rotated in the provider's console) as the Worker's "
+            f"secret, then retry the pipeline for {_names(retryable(failing))}",
+        )
     return cause, evidence, f"Retry the pipeline for {_names(retryable(failing))}"
 
 
 def retryable(states: list[Peptide]) -> list[Peptide]:
     return [s for s in states if s.failing and s.cause in RETRYABLE]
+
+
+def key_rejected(states: list[Peptide]) -> bool:
+    return any(s.failing and s.key_rejected for s in states)
+
+
+# ---- the LLM key --------------------------------------------------------------------------
+def key_ref(p: Platform) -> str | None:
+    """Where the new key's value comes from: `app.secret_sources` (an env: reference)."""
+    ref = (p.setting("app.secret_sources") or {}).get(LLM_SECRET)
+    return str(ref) if ref else None
+
+
+def put_key_preview(p: Platform) -> dict[str, Any]:
+    ref = key_ref(p) or f"env:{LLM_SECRET}"
+    var = ref.split(":", 1)[-1]
+    return {
+        "call": f"PUT /accounts/{{account}}/workers/scripts/{p.worker}/secrets",
+        "body": {"name": LLM_SECRET, "text": f"<the value of {ref}>", "type": "secret_text"},
+        "wrangler": f'printf %s "${var}" | npx wrangler secret put {LLM_SECRET} --name {p.worker}',
+        "source": f"{ref}: the key from the provider's console (create a new one if it was revoked)",
+        "undo": "none: secrets are write-only, the old value cannot be put back",
+    }
+
+
+def put_key(p: Platform) -> dict[str, Any]:
+    ref = key_ref(p) or f"env:{LLM_SECRET}"
+    result = p.cf.put_secret(p.worker, LLM_SECRET, p.env.secret(ref))  # read here, never shown
+    return {"secret": result.get("name", LLM_SECRET), "worker": p.worker, "from": ref}
 
 
 # ---- the retry ----------------------------------------------------------------------------
@@ -250,22 +315,84 @@ def run_retry(p: Platform, names: list[str], tail_seconds: float = 10) -> dict[s
         "succeeded": [r["peptide"] for r in results if r.get("ok")],
         "failed": {r["peptide"]: r.get("error") for r in results if not r.get("ok")},
         "tail": lines[:LIST_MAX] or ["(no matching log line reached the tail)"],
+        "tail_lines": len(lines),
+        "log_failed": sorted({_peptide_of(x) for x in lines if x.startswith("Pipeline failed")}),
+        "log_succeeded": sorted(
+            {_peptide_of(x) for x in lines if x.startswith("Pipeline succeeded")}
+        ),
     }
 
 
-def verify(before: list[Peptide], after: list[Peptide]) -> tuple[bool, list[str]]:
-    """Each retried peptide's newest run is a new success and its page_version advanced."""
+def _peptide_of(line: str) -> str:
+    return line.split(" for ", 1)[-1].split(":")[0]
+
+
+def pdf_key(s: Peptide) -> str:
+    return f"pdfs/{s.slug}.pdf"
+
+
+def pdf_objects(p: Platform, states: list[Peptide]) -> dict[str, dict[str, Any] | None]:
+    """Each peptide's PDF in R2 (size, ETag, Last-Modified), None when it is not there."""
+    bucket = str(p.setting("app.r2_bucket"))
+    return {s.name: p.cf.r2_object_info(bucket, pdf_key(s)) for s in states}
+
+
+def pdf_fresh(obj: dict[str, Any] | None, run_started: str | None) -> bool:
+    """The object was uploaded by the run that started at `run_started` (or later)."""
+    from email.utils import parsedate_to_datetime
+
+    if not obj or not obj.get("last_modified") or not run_started:
+        return False
+    modified = parsedate_to_datetime(str(obj["last_modified"]))
+    started = parse_time(run_started).replace(microsecond=0)  # Last-Modified has seconds only
+    return modified >= started
+
+
+def log_verdict(name: str, logs: dict[str, Any] | None) -> tuple[bool, str]:
+    """What the tail saw for `name` during the retry (`run_retry`'s log_failed and
+    log_succeeded): a failure line fails the check; no line leaves it to D1 and R2."""
+    logs = logs or {}
+    if name in (logs.get("log_failed") or []):
+        return False, f"logs: Pipeline failed for {name}"
+    if name in (logs.get("log_succeeded") or []):
+        return True, f"logs: Pipeline succeeded for {name}"
+    return True, "logs: no line for it reached the tail (D1 and R2 decide)"
+
+
+def verify(
+    before: list[Peptide],
+    after: list[Peptide],
+    pdfs: dict[str, dict[str, Any] | None] | None = None,
+    logs: dict[str, Any] | None = None,
+) -> tuple[bool, list[str]]:
+    """Each retried peptide's newest run is a new success, its page_version advanced, its
+    PDF in R2 was uploaded by that run (when `pdfs` is given), and no log line the tail saw
+    says it failed."""
     old = {s.name: s for s in before}
-    lines, passed = [], bool(after)
+    lines, good, passed = [], [], bool(after)
     for s in after:
         prev = old.get(s.name)
         new_run = prev is None or (s.run_id or 0) > (prev.run_id or 0)
         advanced = prev is None or s.page_version > prev.page_version
         ok = new_run and s.status == "success" and advanced
-        passed = passed and ok
-        lines.append(
+        line = (
             f"{s.name}: newest run #{s.run_id} {s.status}"
             + (f" ({s.error})" if s.error else "")
-            + f"; page_version {prev.page_version if prev else '?'} -> {s.page_version}"
+            + f" started {s.started_at}; page_version {prev.page_version if prev else '?'} -> {s.page_version}"
         )
+        if pdfs is not None:
+            obj = pdfs.get(s.name)
+            fresh = pdf_fresh(obj, s.started_at)
+            ok = ok and fresh
+            line += (
+                f"; R2 {pdf_key(s)} " + (f"{obj['size']} bytes, Last-Modified {obj['last_modified']}"
+                if obj else "missing") + (" (uploaded by this run)" if fresh else " (stale)")
+            )  # fmt: skip
+        logs_ok, seen = log_verdict(s.name, logs)
+        passed = passed and ok and logs_ok
+        (lines if not (ok and logs_ok) else good).append(f"{line}; {seen}")
+    room = max(LIST_MAX - len(lines), 1)
+    lines += good[:room]
+    if len(good) > room:
+        lines.append(f"... and {len(good) - room} more peptide(s) verified the same way")
     return passed, lines

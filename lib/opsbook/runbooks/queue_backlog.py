@@ -1,9 +1,10 @@
 """queue-backlog: the analysis queue is backing up (seed 000, Issue 6).
 
 Measures the backlog twice (with a live tail of the consumer in between), reads the
-queue's consumers and its dead-letter queue, and tells apart a missing consumer, jobs
-that fail into the DLQ, an upstream that rate-limits the consumer, and a surge that
-the healthy consumer is already draining.
+consumer's recent invocations from Workers Logs (what failed jobs and 429s left there
+before we looked), the queue's consumers and its dead-letter queue, and tells apart a
+missing consumer, jobs that fail into the DLQ, an upstream that rate-limits the
+consumer, and a surge that the healthy consumer is already draining.
 """
 
 from __future__ import annotations
@@ -114,12 +115,15 @@ def watch(
     backlog_alert: int,
     age_alert_minutes: float,
     recent_minutes: float = 60,
+    history: pd.DataFrame | None = None,
 ) -> tuple[QueueReading, pd.DataFrame, float]:
     """Tail the worker for `seconds`, then read the queue again: (reading, events, watched s).
 
     A backlog that neither moves nor shows a single consumer invocation may be waiting
     out the consumer's `retry_delay` (failed jobs are invisible until then): keep
-    watching until the retries are due, at most `max_seconds` in all.
+    watching until the retries are due, at most `max_seconds` in all. With `history`
+    (the recent Workers Logs, `recent_history`), its invocations count too, and come
+    first in the events: the retries a tail would wait for are usually in it already.
     """
     from .signals import while_tailing
 
@@ -127,6 +131,8 @@ def watch(
         return lambda: _read_later(p, queue, dlq, delay)
 
     second, events = while_tailing(p, seconds, read_after(seconds * 0.9))
+    if history is not None and len(history):
+        events = pd.concat([history, events], ignore_index=True) if len(events) else history
     watched = seconds
     consumers = second.worker_consumers
     jobs = (
@@ -151,6 +157,19 @@ def watch(
     return second, events, watched
 
 
+def recent_history(p: Platform, minutes: float) -> tuple[pd.DataFrame | None, pd.Timestamp]:
+    """The worker's invocations of the last `minutes` from Workers Logs (None without
+    Workers Logs on the account), and when they end: later events are live."""
+    from datetime import UTC, datetime
+
+    from ..clients import logs
+    from .signals import recent_events
+
+    now = datetime.now(UTC)
+    items = recent_events(p, minutes, now=now)
+    return (None if items is None else logs.to_frame(items)), pd.Timestamp(now)
+
+
 def reading_row(r: QueueReading) -> dict[str, Any]:
     age = r.oldest_age_min()
     return {
@@ -173,6 +192,8 @@ class ConsumerLogs:
     top_errors: list[tuple[str, int]] = field(default_factory=list)
     hosts: dict[str, int] = field(default_factory=dict)  # upstream host -> 429 lines
     versions: dict[str, int] = field(default_factory=dict)  # version -> failed jobs
+    live_ok: int | None = None  # jobs finished while we watched (None: all events are live)
+    source: str = "the tail"  # where the events come from, for the evidence
 
 
 def upstream_hosts(upstreams: dict[str, str] | None) -> dict[str, str]:
@@ -180,14 +201,27 @@ def upstream_hosts(upstreams: dict[str, str] | None) -> dict[str, str]:
     return {k.lower(): urlparse(v).hostname or v for k, v in (upstreams or {}).items()}
 
 
-def consumer_logs(events: pd.DataFrame, queue: str, upstreams: dict[str, str]) -> ConsumerLogs:
-    """What the consumer did while we watched: outcomes, top errors, 429s by upstream host."""
-    out = ConsumerLogs()
+def consumer_logs(
+    events: pd.DataFrame,
+    queue: str,
+    upstreams: dict[str, str],
+    *,
+    live_since: pd.Timestamp | None = None,
+    source: str = "the tail",
+) -> ConsumerLogs:
+    """What the consumer did: outcomes, top errors, 429s by upstream host. With
+    `live_since` (events before it are history), `live_ok` counts the jobs finished
+    while we watched, the drain speed."""
+    out = ConsumerLogs(source=source)
     if events.empty:
+        if live_since is not None:
+            out.live_ok = 0
         return out
     jobs = events[(events["method"] == "QUEUE") & (events["path"] == queue)]
     out.events = len(jobs)
     out.ok = int((jobs["outcome"] == "ok").sum())
+    if live_since is not None:
+        out.live_ok = int(((jobs["outcome"] == "ok") & (jobs["ts"] >= live_since)).sum())
     failed = jobs[jobs["outcome"] != "ok"]
     out.failed = len(failed)
     errors = Counter(e for e in failed["exceptions"].fillna("") if e)
@@ -232,7 +266,7 @@ def diagnose(
     age = second.oldest_age_min()
     age_text = f"{age:.0f} min old" if age is not None else "none waiting"
     rate = drain_rate(first, second)
-    seen = f"{logs.events} consumer invocation(s) in the tail"
+    seen = f"{logs.events} consumer invocation(s) in {logs.source}"
     if not second.worker_consumers:
         return (
             "consumer-missing",
@@ -264,7 +298,7 @@ def diagnose(
             "jobs-failing",
             [
                 f"consumer {second.worker_consumers[0].get('script_name')} is attached to {q}",
-                f"{logs.failed} of {logs.events} jobs failed in the tail; top errors: {top}",
+                f"{logs.failed} of {logs.events} jobs failed in {logs.source}; top errors: {top}",
                 f"DLQ {second.dlq}: {second.dlq_backlog} dead-lettered message(s), the oldest moved "
                 f"there {dlq_age:.0f} min ago ({dlq_growth:+d} while watching)"
                 if dlq_age is not None
@@ -287,7 +321,8 @@ def diagnose(
         )
     backlogged = second.backlog >= backlog_alert or (age is not None and age >= age_alert_minutes)
     watched = watched_s or max(second.at - first.at, 1e-6)
-    throughput = logs.ok / watched  # jobs the consumer finished per second while we watched
+    done = logs.ok if logs.live_ok is None else logs.live_ok
+    throughput = done / watched  # jobs the consumer finished per second while we watched
     speed = max(rate, throughput)
     if backlogged and speed > 0 and (rate > 0 or logs.ok >= 3):
         eta_min = second.backlog / speed / 60
@@ -295,7 +330,7 @@ def diagnose(
             "high-volume",
             [
                 f"backlog {first.backlog} -> {second.backlog} in {second.at - first.at:.1f} s; "
-                f"the consumer finished {logs.ok} job(s) in {watched:.1f} s: draining at about "
+                f"the consumer finished {done} job(s) in {watched:.1f} s: draining at about "
                 f"{speed:.0f} msg/s",
                 f"ETA to empty: about {eta_min:.1f} min (will catch up)",
                 f"consumer present; {seen}, {logs.failed} failed; DLQ {second.dlq}: "

@@ -1,10 +1,11 @@
 """security-incident: brute force, a compromised account, a leaked secret (seed 004, P0).
 
-Evidence is what the Worker logs per request, read from a live tail (TraceItems: the
-client IP and country Cloudflare adds as `cf-connecting-ip` / `request.cf`, the response
-status, and the app's log lines "Login failed", "Login success", "Admin action",
-"API key auth"), plus the accounts in D1. Pure functions here; the actions that contain
-and remediate are in `security_actions`.
+Evidence is what the Worker logs per request (TraceItems: the client IP and country
+Cloudflare adds as `cf-connecting-ip` / `request.cf`, the response status, and the app's
+log lines "Login failed", "Login success", "Admin action", "API key auth"), read from the
+recent history in Workers Logs (`recent`), or from a live tail when the account has no
+Workers Logs; plus the accounts in D1. Pure functions here but `recent`; the actions that
+contain and remediate are in `security_actions`.
 """
 
 from __future__ import annotations
@@ -12,9 +13,12 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .live_tail import Event, log_messages, request_of
+
+if TYPE_CHECKING:
+    from ..platform import Platform
 
 CAUSES = {
     "brute-force": "many failed logins from a few IPs",
@@ -84,6 +88,15 @@ def parse(events: list[Event]) -> list[Seen]:
             )
         )
     return out
+
+
+def recent(p: Platform, minutes: float) -> list[Seen] | None:
+    """The requests of the last `minutes` from Workers Logs; None when there are none to
+    read (no Workers Logs on the account: watch a live tail instead)."""
+    from .signals import recent_events
+
+    items = recent_events(p, minutes)
+    return None if items is None else parse(items)
 
 
 def t(when: datetime) -> str:
@@ -236,15 +249,25 @@ def _fmt(counts: dict[str, int]) -> str:
     return ", ".join(f"{k} ×{v}" for k, v in counts.items())
 
 
+def _rate(count: int, first: datetime, last: datetime) -> float:
+    """Per minute, over the span the requests themselves cover (at least a minute)."""
+    return count * 60 / max((last - first).total_seconds(), 60)
+
+
 def diagnose(
     seen: list[Seen],
     seconds: float,
     users: dict[str, dict[str, Any]],
     trusted: set[str],
     by_email: dict[str, dict[str, Any]] | None = None,
+    source: str = "live tail",
 ) -> Diagnosis:
-    """Worst first: a used credential, a taken-over account, then attempts to take one."""
-    window = f"{len(seen)} requests in a {seconds:.0f} s live tail"
+    """Worst first: a used credential, a taken-over account, then attempts to take one.
+    `seconds`: how long `source` covers (a live tail, or a window of Workers Logs). In a
+    tail the attacker's rate is per second watched; in a history it is per the span of
+    the attacker's own requests (the attack may have begun inside the window)."""
+    window = f"{len(seen)} requests in a {seconds:.0f} s {source}"
+    tail = source == "live tail"
     uses = key_uses(seen, trusted)
     if uses:
         u = max(uses, key=lambda x: x.count)
@@ -259,7 +282,9 @@ def diagnose(
             f"Rotate {u.key} (rotate-secret), block {', '.join(ips)} (block-ips), then find "
             "where the key leaked (repos, CI logs, laptops).",
             block=ips, rotate=sorted({x.key for x in uses}),
-            per_min=sum(x.count for x in uses) * 60 / max(seconds, 1),
+            per_min=sum(x.count for x in uses) * 60 / max(seconds, 1) if tail else _rate(
+                sum(x.count for x in uses), min(x.first for x in uses), max(x.last for x in uses)
+            ),
         )  # fmt: skip
     bad = suspicious_accounts(admin_activity(seen), users, trusted)
     if bad:
@@ -281,7 +306,8 @@ def diagnose(
             f"Disable {email} (disable-account), block {', '.join(a.ips)} (block-ips), force a "
             "password reset (force-password-reset); review what the exports exposed.",
             block=sorted(a.ips), disable=[a.user_id], reset=[a.user_id],
-            per_min=sum(a.actions.values()) * 60 / max(seconds, 1),
+            per_min=sum(a.actions.values()) * 60 / max(seconds, 1)
+            if tail else _rate(sum(a.actions.values()), a.first, a.last),
         )  # fmt: skip
     bf = brute_force(seen)
     if bf is not None and sum(bf.ips.values()) >= MIN_BRUTE_TOTAL:
@@ -300,7 +326,7 @@ def diagnose(
         if bf.successes:
             evidence.append(f"{len(bf.successes)} login(s) SUCCEEDED from these IPs: users {reset}")
         else:
-            evidence.append("no login succeeded from these IPs in the tail")
+            evidence.append(f"no login succeeded from these IPs in the {source}")
         return Diagnosis(
             "brute-force", evidence,
             "Block the IPs (block-ips)"

@@ -1,5 +1,6 @@
 """Evidence helpers shared by the traffic runbooks (queue-backlog, slow-responses,
-high-error-rate): Workers analytics over GraphQL, a live tail, probes of the app's routes
+high-error-rate, security-incident): Workers analytics over GraphQL, the recent history
+of Workers Logs (the telemetry query API), a live tail, probes of the app's routes
 recorded by that tail.
 
 Everything goes through the public APIs of `opsbook.connect(env)`: the same calls
@@ -102,6 +103,49 @@ def error_series(frame: pd.DataFrame) -> pd.DataFrame:
     per = per.reindex(full, fill_value=0)
     per["error_rate"] = (per["errors"] / per["requests"].where(per["requests"] > 0)).fillna(0.0)
     return per
+
+
+# ---- recent history: Workers Logs ---------------------------------------------------------
+HISTORY = "Workers Logs"
+
+
+def recent_events(
+    p: Platform,
+    minutes: float,
+    filters: list[dict[str, Any]] | None = None,
+    *,
+    needle: str | None = None,
+    now: datetime | None = None,
+) -> list[dict[str, Any]] | None:
+    """TraceItems of the app's worker over the last `minutes`, oldest first, read from
+    Workers Logs (the telemetry query API, `filters` as its {key, operation, type, value}
+    leaves): the same events a tail would have streamed, without waiting for them.
+
+    None when the account has no Workers Logs to read: the API answers 404, refuses the
+    token (10000), or errs otherwise. The caller falls back to a live tail then."""
+    from ..clients import workers_logs
+    from ..errors import ApiError
+
+    end = now or datetime.now(UTC)
+    until = int(end.timestamp() * 1000)
+    scope = {"key": "$workers.scriptName", "operation": "eq", "type": "string", "value": p.worker}
+    try:
+        events = p.cf.telemetry_events(
+            until - int(minutes * 60_000), until, [scope, *(filters or [])], needle=needle
+        )
+    except ApiError:
+        return None
+    return workers_logs.trace_items(events)
+
+
+def recent_frame(
+    p: Platform, minutes: float, filters: list[dict[str, Any]] | None = None
+) -> pd.DataFrame | None:
+    """`recent_events` as the tail DataFrame (clients.logs COLUMNS); None: no Workers Logs."""
+    from ..clients import logs
+
+    items = recent_events(p, minutes, filters)
+    return None if items is None else logs.to_frame(items)
 
 
 # ---- a live tail ------------------------------------------------------------------------

@@ -1,9 +1,10 @@
 """slow-responses: P95 over budget, users report slow pages (seed 000, Issue 5).
 
 Latency and response sizes from Workers analytics (now vs the day before), the app's hot
-D1 queries under EXPLAIN QUERY PLAN (a SCAN where an index should SEARCH), probes of every
-route while a tail records their upstream calls, and the idle gaps before slow requests
-(cold starts).
+D1 queries under EXPLAIN QUERY PLAN (a SCAN where an index should SEARCH), the upstream
+calls the recent history in Workers Logs shows (or, when it shows none too slow, probes of
+every route while a tail records their upstream calls), and the idle gaps before slow
+requests (cold starts).
 """
 
 from __future__ import annotations
@@ -264,6 +265,19 @@ def upstream_latencies(events: pd.DataFrame, upstreams: dict[str, str]) -> dict[
     return out
 
 
+def route_p95(events: pd.DataFrame, n: int = 5) -> dict[str, float]:
+    """Wall-time P95 (ms) per route of the fetch invocations in `events`, slowest first."""
+    if events.empty:
+        return {}
+    fetch = events[events["status"].notna() & events["route"].notna()]
+    per = fetch.groupby("route")["wall_ms"].quantile(0.95).sort_values(ascending=False)
+    return {str(r): round(float(ms), 1) for r, ms in per.head(n).items()}
+
+
+def slow_upstreams(latencies: dict[str, list[float]], budget_ms: float) -> bool:
+    return any(v and max(v) > budget_ms for v in latencies.values())
+
+
 # ---- the verdict -----------------------------------------------------------------------
 def diagnose(
     *,
@@ -274,7 +288,9 @@ def diagnose(
     probe_p95: dict[str, float],
     cold: ColdStarts,
     budget_ms: float,
+    seen_in: str = "during the probes",
 ) -> tuple[str, list[str], str | None]:
+    """`seen_in`: where the upstream calls were seen (the probes' tail, or Workers Logs)."""
     slow = is_slow(recent, budget_ms)
     lat = (f"last window: {recent.requests} requests, P50 {recent.p50_ms:.0f} ms, P90 "
            f"{recent.p90_ms:.0f} ms, P99 {recent.p99_ms:.0f} ms (budget {budget_ms:.0f} ms)")  # fmt: skip
@@ -301,9 +317,10 @@ def diagnose(
         return (
             "slow-upstream",
             [
-                f"upstream {host}: {len(calls)} call(s) during the probes took "
+                f"upstream {host}: {len(calls)} call(s) {seen_in} took "
                 f"{min(calls):.0f}-{worst:.0f} ms (logged latency_ms)",
-                "slowest routes probed: " + ", ".join(
+                ("slowest routes probed: " if seen_in == "during the probes"
+                 else f"slowest routes {seen_in} (p95): ") + ", ".join(
                     f"{r} p95 {ms:.0f} ms" for r, ms in sorted(probe_p95.items(), key=lambda x: -x[1])[:2]
                 ),
                 lat,

@@ -1,4 +1,4 @@
-"""R2: buckets (list, get), account usage (/r2/metrics), and objects for the apps.
+"""R2: buckets (list, get), objects (get), account usage (/r2/metrics), and objects for the apps.
 
 The seeded object counts and sizes of each bucket are aggregates in `r2_buckets`
 (millions of bytes without storing them); objects the apps put are real rows in
@@ -45,12 +45,16 @@ CREATE TABLE IF NOT EXISTS r2_objects (
 BUCKETS = "/accounts/{account_id}/r2/buckets"
 
 
-def put_object(state: State, bucket: str, key: str, data: bytes, content_type: str) -> str:
+def put_object(
+    state: State, bucket: str, key: str, data: bytes, content_type: str,
+    uploaded: float | None = None,
+) -> str:  # fmt: skip
+    """Store an object; `uploaded` (unix seconds) is when the put happened (default now)."""
     etag = hashlib.md5(data).hexdigest()
     with state.tx() as db:
         db.execute(
             "INSERT OR REPLACE INTO r2_objects VALUES (?,?,?,?,?,?)",
-            (bucket, key, data, content_type, etag, time.time()),
+            (bucket, key, data, content_type, etag, time.time() if uploaded is None else uploaded),
         )
     return etag
 
@@ -137,9 +141,32 @@ async def metrics(request: Request) -> Response:
     return ok({cls: {"published": block(t), "uploaded": block(t)} for cls, t in totals.items()})
 
 
+async def get_object_route(request: Request) -> Response:
+    """GET .../r2/buckets/{bucket}/objects/{key} (what `wrangler r2 object get` calls)."""
+    check_account(request)
+    bucket, key = request.path_params["bucket_name"], request.path_params["key"]
+    with from_request(request).read() as db:
+        row = db.execute(
+            "SELECT body, content_type, etag, uploaded FROM r2_objects WHERE bucket = ? AND key = ?",
+            (bucket, key),
+        ).fetchone()
+    if row is None:
+        raise CFError(404, 10007, "The specified key does not exist.")
+    modified = datetime.fromtimestamp(float(row["uploaded"]), UTC)
+    return Response(
+        bytes(row["body"]),
+        media_type=row["content_type"],
+        headers={
+            "ETag": f'"{row["etag"]}"',
+            "Last-Modified": modified.strftime("%a, %d %b %Y %H:%M:%S GMT"),
+        },
+    )
+
+
 routes = [
     Route(BUCKETS, list_buckets, methods=["GET"]),
     Route(BUCKETS + "/{bucket_name}", get_bucket, methods=["GET"]),
+    Route(BUCKETS + "/{bucket_name}/objects/{key:path}", get_object_route, methods=["GET"]),
     Route("/accounts/{account_id}/r2/metrics", metrics, methods=["GET"]),
 ]
 

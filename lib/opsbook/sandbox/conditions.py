@@ -8,6 +8,8 @@ it started (`since_ms`), so history regenerated from an onset and live requests 
                          {"error_status": 529, "rate": 1.0, "peptides": ["BPC-157"]}
     upstream:pubmed      {"timeout_ms": 30000, "peptides": [...] | null (all)}
     upstream:compliance  {"fail": ["BPC-157"] | null (all)}  LLM output fails the check
+    upstream:anthropic   {"valid_key_sha256": "..."}          the provider accepts only this key
+                         (any condition may carry "until_ms": a transient outage that ended)
     d1:<database>        {"load": 0.3}                        overload: heavy queries time out
     r2:<bucket>          {"error_rate": 0.35}                 R2 internal errors
     mail                 {"down": true}                       the mail provider answers 503
@@ -67,8 +69,11 @@ def load(state: State) -> dict[str, tuple[int, dict[str, Any]]]:
 def active(
     conds: dict[str, tuple[int, dict[str, Any]]], name: str, at_ms: int
 ) -> dict[str, Any] | None:
-    """The condition's data if it is in force at `at_ms`."""
+    """The condition's data if it is in force at `at_ms` (a transient one ends at `until_ms`)."""
     found = conds.get(name)
     if found is None or at_ms < found[0]:
+        return None
+    until = found[1].get("until_ms")
+    if until is not None and at_ms >= int(until):
         return None
     return found[1]

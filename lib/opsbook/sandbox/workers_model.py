@@ -293,11 +293,23 @@ def _bindings(profile: Profile) -> list[dict[str, Any]]:
     out += [
         {"type": "d1", "name": "DB", "database_name": profile.database},
         {"type": "kv_namespace", "name": "SESSIONS", "namespace_title": profile.kv_sessions},
+        # flag:maintenance, read per request (apps/maintenance.py)
+        {"type": "kv_namespace", "name": "FLAGS", "namespace_title": "feature-flags"},
         {"type": "r2_bucket", "name": "BUCKET", "bucket_name": profile.r2_bucket},
         {"type": "queue", "name": "QUEUE", "queue_name": profile.queue},
     ]
     out += [{"type": "secret_text", "name": name} for name in profile.required_secrets]
     return out
+
+
+LLM_KEYS = ("ANTHROPIC_API_KEY", "OPENAI_API_KEY")
+
+
+def llm_key(name: str) -> str:
+    """A fresh API key in the provider's shape (Anthropic or OpenAI)."""
+    if name == "ANTHROPIC_API_KEY":
+        return "sk-ant-api03-" + pysecrets.token_urlsafe(70)
+    return "sk-proj-" + pysecrets.token_urlsafe(60)
 
 
 def secret_value(name: str, credentials: dict[str, str], profile: Profile) -> str:
@@ -309,10 +321,8 @@ def secret_value(name: str, credentials: dict[str, str], profile: Profile) -> st
         return credentials[f"STRIPE_WEBHOOK_SECRET_{profile.name.upper()}"]
     if name == "JWT_SECRET":
         return base64.b64encode(sysrand.randbytes(32)).decode()
-    if name == "ANTHROPIC_API_KEY":
-        return "sk-ant-api03-" + pysecrets.token_urlsafe(70)
-    if name == "OPENAI_API_KEY":
-        return "sk-proj-" + pysecrets.token_urlsafe(60)
+    if name in LLM_KEYS:  # the key the provider issued: the <NAME>_<PROFILE> credential
+        return credentials.get(f"{name}_{profile.name.upper()}") or llm_key(name)
     return pysecrets.token_urlsafe(32)
 
 
@@ -339,6 +349,11 @@ def _seed_profile(state: State, rng: random.Random, profile: Profile) -> None:
         if profile.name == "manuscript":
             state.set_credential("STRIPE_WEBHOOK_SECRET", state.credentials[key])
         creds = state.credentials
+    # the LLM keys the providers issued (an operator's copy, for putting the secret back)
+    for name in LLM_KEYS:
+        if name in profile.required_secrets and f"{name}_{profile.name.upper()}" not in creds:
+            state.set_credential(f"{name}_{profile.name.upper()}", llm_key(name))
+            creds = state.credentials
     t0 = now() - timedelta(days=14)
     with state.tx() as db:
         db.execute(

@@ -8,16 +8,33 @@ rows and peptide updates in D1, the PDFs in R2, and the invocation in the traffi
 
 from __future__ import annotations
 
+import hashlib
 import random
 import time
 from datetime import UTC, datetime
 from typing import Any
 
-from .. import conditions, d1data, trace
+from .. import cf_r2, conditions, d1data, trace
 from ..behaviour import Outcome, Snapshot, upstream_effect
 from ..platform_view import snapshot
 
 CRON = "0 2 * * *"
+
+
+LLM_ERRORS = {401: "authentication_error: invalid x-api-key", 429: "rate_limit_error",
+              529: "overloaded_error"}  # fmt: skip
+LLM_SECRET = "ANTHROPIC_API_KEY"
+
+
+def key_digest(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def llm_key_rejected(snap: Snapshot, at: int) -> bool:
+    """The LLM provider only accepts the key it issued last (`valid_key_sha256`)."""
+    cond = conditions.active(snap.conds, "upstream:anthropic", at) or {}
+    want = cond.get("valid_key_sha256")
+    return bool(want) and key_digest(snap.secrets.get(LLM_SECRET, "")) != want
 
 
 def _iso(ms: int) -> str:
@@ -45,10 +62,12 @@ def simulate(
             studies = rng.randint(3, 40)
             out.log("log", t, "PubMed fetch", {"peptide": name, "studies": studies})
             latency, err = upstream_effect(snap, "anthropic", t, rng, subject=name)
+            if llm_key_rejected(snap, t):
+                latency, err = latency * 0.2, 401
             t += int(latency)
             out.subrequests += 1
             if err:
-                reason = f"LLM API error: {err} {'overloaded_error' if err == 529 else 'api_error'}"
+                reason = f"LLM API error: {err} {LLM_ERRORS.get(err, 'api_error')}"
             else:
                 tokens = rng.randint(1800, 7000)
                 out.log("log", t, "tokens_used", tokens)
@@ -120,12 +139,14 @@ def run_pipeline(
                 )
         db.execute("COMMIT")
     for r in results:
-        if r["ok"]:
-            common.r2_put(
+        if r["ok"]:  # uploaded when the peptide's run finished (the run's own clock)
+            cf_r2.put_object(
                 state,
                 "peptalk-pdfs",
                 f"pdfs/{slug(r['peptide'])}.pdf",
                 common.pdf_bytes(r["peptide"]),
+                "application/pdf",
+                uploaded=r["finished_ms"] / 1000,
             )
     inv = trace.Invocation(
         ts_ms=at, script=snap.script, version_id=snap.version_id, event_type="scheduled",

@@ -21,6 +21,8 @@ from .app import clear_condition, ms, number, onset_of, profile_of, recall, reme
 
 BOTH = ("manuscript", "peptalk")
 PEPTIDE_OPTION = {"peptide": "the peptide that fails (default BPC-157), or 'all'"}
+LLM_OPTION = {"status": "529 (default): the API is overloaded; 401: the Worker's API key was "
+              "revoked (a new one is issued: every peptide fails until it is put)"}  # fmt: skip
 
 
 def _peptides(options: dict[str, Any]) -> list[str] | None:
@@ -34,6 +36,23 @@ def _last_nightly() -> datetime:
     return run if run <= now - timedelta(minutes=5) else run - timedelta(days=1)
 
 
+TRANSIENT = ("pubmed-timeout", "llm-error")  # upstream outages that end; compliance does not
+TRANSIENT_OPTIONS = {
+    "recovers_in_minutes": "how long the upstream stays down after the fault (default 0: "
+    "recovered by the time anyone retries)",
+}
+
+
+def _rotate_llm_key(state: State) -> dict[str, Any]:
+    """A new Anthropic key issued (the operator's copy in the credentials); the old one fails."""
+    from ..apps.pipeline import LLM_SECRET, key_digest
+    from ..workers_model import llm_key
+
+    key = llm_key(LLM_SECRET)
+    state.set_credential(f"{LLM_SECRET}_PEPTALK", key)
+    return {"valid_key_sha256": key_digest(key)}
+
+
 def _pipeline_fault(fault: str, name: str, data: dict[str, Any]) -> Any:
     def apply(state: State, options: dict[str, Any]) -> None:
         from ..apps.pipeline import run_pipeline
@@ -45,6 +64,9 @@ def _pipeline_fault(fault: str, name: str, data: dict[str, Any]) -> Any:
             after = datetime.fromisoformat(last.replace("Z", "+00:00")) + timedelta(minutes=1)
             run = min(max(run, after), datetime.now(UTC))
         payload = {**data, "peptides": _peptides(options)}
+        revoked = fault == "llm-error" and number(options, "status", 529) in (401, 403)
+        if revoked:  # the provider revoked the Worker's key and issued a new one
+            payload = _rotate_llm_key(state)
         conditions.set_condition(state, name, payload, ms(run) - 60_000)
         remember(state, fault, {"condition": name})
         with state.tx() as db:  # last night's synthetic run is replaced by the real one
@@ -53,6 +75,9 @@ def _pipeline_fault(fault: str, name: str, data: dict[str, Any]) -> Any:
                 ("peptalk-api", ms(run) - 60_000),
             )
         run_pipeline(state, at_ms=ms(run))
+        if fault in TRANSIENT and not revoked:  # the upstream recovers after the night's run
+            until = ms(datetime.now(UTC)) + int(number(options, "recovers_in_minutes", 0) * 60_000)
+            conditions.set_condition(state, name, {**payload, "until_ms": until}, ms(run) - 60_000)
 
     def heal(state: State) -> None:
         from ..apps.pipeline import run_pipeline
@@ -226,5 +251,6 @@ for _name, _cond, _data, _what in (
         name=_name, summary=f"Last night's pipeline run failed for a peptide: {_what}.",
         symptom=f"Logs: 'Pipeline failed for BPC-157: {_what}'; pipeline_runs has a failed row; the PDF is stale.",
         runbook="pipeline-failed", verdict=_name, profiles=("peptalk",), apply=_a, heal=_h,
-        options=PEPTIDE_OPTION,
+        options={**PEPTIDE_OPTION, **(TRANSIENT_OPTIONS if _name in TRANSIENT else {}),
+                 **(LLM_OPTION if _name == "llm-error" else {})},
     ))  # fmt: skip
