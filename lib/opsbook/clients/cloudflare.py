@@ -322,7 +322,7 @@ class Cloudflare(StorageAPI):
         filters: list[dict[str, Any]] | None = None,
         *,
         needle: str | None = None,
-        page_size: int = 2000,
+        page_size: int = 5000,
         max_events: int = 50_000,
     ) -> list[dict[str, Any]]:
         """Every Workers Logs event of a timeframe matching `filters` (leaves {key,

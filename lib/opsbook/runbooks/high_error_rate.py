@@ -141,8 +141,10 @@ def diagnose(
     plan: RollbackPlan | None,
     r2_bucket: str | None,
     database: str,
+    seen_in: str = "the tail",
 ) -> tuple[str, list[str], str | None]:
-    """(cause, evidence, remedy)."""
+    """(cause, evidence, remedy). `seen_in`: where the errors were read (the probes' tail,
+    or Workers Logs)."""
     window = (f"error rate {rate.rate:.1%} ({rate.errors} of {rate.requests} invocations) over "
               "the window")  # fmt: skip
     if rate.sustained:
@@ -166,7 +168,7 @@ def diagnose(
         return (
             "d1-overload",
             [
-                f"D1 errors in the tail: {_top(d1)}",
+                f"D1 errors in {seen_in}: {_top(d1)}",
                 f"database {database}; failing routes: {', '.join(where) or 'none of the probes'} "
                 f"({probe_text})",
                 window,
@@ -177,7 +179,7 @@ def diagnose(
         return (
             "r2-errors",
             [
-                f"R2 errors in the tail: {_top(r2)}",
+                f"R2 errors in {seen_in}: {_top(r2)}",
                 f"bucket {r2_bucket or '?'}; failing routes: "
                 f"{', '.join(r.route for r in failing) or 'none of the probes'} ({probe_text})",
                 window,

@@ -37,7 +37,7 @@ import math
 import re
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -51,7 +51,7 @@ from .envelope import CFError, json_body, ok
 from .state import State, from_request
 
 DATASET = "cloudflare-workers"
-MAX_LIMIT = 2000  # events per page
+MAX_LIMIT = 5000  # events per page (the sandbox's cap; clients page on with `offset`)
 DEFAULT_LIMIT = 50
 MAX_RANGE_MS = 7 * 24 * 3600_000
 KEYS_DEFAULT_MS = 24 * 3600_000
@@ -443,9 +443,10 @@ def _iso(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")[:-4] + "Z"
 
 
-def _fields(events: Iterable[Event]) -> list[dict[str, str]]:
+def _fields(events: list[Event], sample: int = 200) -> list[dict[str, str]]:
+    """The keys of the matched events (of a sample of them: the shapes repeat)."""
     seen: dict[str, str] = {}
-    for e in events:
+    for e in events[:sample]:
         for key, value in flatten(e):
             seen.setdefault(key, _type_of(value))
     return [{"key": k, "type": t} for k, t in sorted(seen.items())]
