@@ -45,10 +45,10 @@ def test_unknown_tasks_are_named() -> None:
 
 def test_the_verdict_is_the_worst_problem_with_every_problem_as_evidence() -> None:
     previewed = [{"type": "action", "id": "reindex", "mode": "dry-run"}]
-    problems = [("no-maintenance-mode", ["MAINTENANCE_MODE put"]), ("notice-late", ["LATE"])]
+    problems = [("no-maintenance-mode", ["no maintenance flag"]), ("notice-late", ["LATE"])]
     cause, evidence, remedy = mw.conclude(problems, previewed, [])
     assert cause == "notice-late"
-    assert evidence == ["LATE", "previewed, not approved: reindex", "MAINTENANCE_MODE put"]
+    assert evidence == ["LATE", "previewed, not approved: reindex", "no maintenance flag"]
     assert remedy == mw.NO_REMEDY["notice-late"]
     assert mw.conclude([], [], ["backup", "analyze"]) == (
         "healthy",

@@ -153,25 +153,8 @@ def diagnose(
 
 
 # ---- remedies ---------------------------------------------------------------------------
-def read_only_secret(p: Platform) -> str | None:
-    name = p.setting("app.read_only_secret")
-    return str(name) if name else None
-
-
-def stop_writes_preview(p: Platform, name: str) -> dict[str, Any]:
-    return {
-        "call": f"PUT /accounts/{{account}}/workers/scripts/{p.worker}/secrets",
-        "body": {"name": name, "text": "true", "type": "secret_text"},
-        "wrangler": f"printf true | npx wrangler secret put {name} --name {p.worker}",
-        "undo": f"npx wrangler secret delete {name} --name {p.worker}",
-    }
-
-
-def resume_writes_preview(p: Platform, name: str) -> dict[str, Any]:
-    return {
-        "call": f"DELETE /accounts/{{account}}/workers/scripts/{p.worker}/secrets/{name}",
-        "wrangler": f"npx wrangler secret delete {name} --name {p.worker}",
-    }
+# stop-writes / resume-writes: the app's maintenance (read-only) mode, maintenance_mode.py
+STOP_REASON = "database corruption: writes stopped until the restore is verified"
 
 
 def restore_point(started: datetime, now: datetime, window_minutes: int, given: bool) -> datetime:

@@ -6,11 +6,14 @@ corruption risk, complete failure). The notices are checked against the window: 
 status page 48 h before, the email to users 24 h before (seed 000; seed 004 says 48 h for
 both — the stricter status-page deadline is checked for both channels' first notice).
 
-Maintenance mode: neither example app reads a maintenance or read-only switch today.
-The environment names one in `app.read_only_secret` once the app honours it; until
-then the runbook puts the documented name `MAINTENANCE_MODE` (a Worker secret) and says,
-as a warning, that the app must be taught to honour it — the maintenance page is up to
-the operator.
+Backup: backups.export_sql, the same export as db-backup, into the run folder.
+
+Maintenance mode (maintenance_mode.py): the KV flag the app reads on every request
+(`app.maintenance_flag`), put through the KV API with the window's end as `until`; the
+app then answers writes 503 with Retry-After and keeps serving reads. The smoke tests
+check both: reads answer as usual and a write is refused while it is on; after it is
+taken off, writes reach the app again. An environment without a flag gets nothing
+switched and the verdict `no-maintenance-mode` (show the maintenance page by hand).
 
 Tasks (`tasks`): `analyze` (`PRAGMA optimize` then `ANALYZE`: fresh planner statistics in
 sqlite_stat1), `reindex` (`REINDEX`), `migrations` (report the migrations of
@@ -20,13 +23,13 @@ db-migrate's job, which does not exist yet: report only). D1 has no VACUUM.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import database_corruption as dc
+from . import backups
+from . import maintenance_mode as mm
 from .common import incident_start
 
 if TYPE_CHECKING:
@@ -40,10 +43,12 @@ CAUSES = {
     "awaiting-approval": "the window is open (or this is an emergency), but the maintenance actions were only previewed: "
     "nothing changed",
     "task-failed": "a maintenance task failed",
-    "smoke-failed": "after the tasks the smoke checks failed: maintenance mode stays on",
+    "smoke-failed": "after the tasks the smoke checks failed (or writes were not refused "
+    "during maintenance): maintenance mode stays on",
+    "mode-failed": "maintenance mode could not be switched, or the app did not follow it",
     "migrations-pending": "the maintenance ran; migrations in migrations_dir are not applied yet",
-    "no-maintenance-mode": "the maintenance ran, but the app is not known to honour a "
-    "maintenance switch: users were not shown a maintenance page",
+    "no-maintenance-mode": "the maintenance ran, but the environment names no maintenance "
+    "flag the app reads (app.maintenance_flag): writes were not stopped",
 }
 NO_REMEDY = {
     "outside-window": "wait for the window (or, for a real emergency, -p emergency=true)",
@@ -51,19 +56,20 @@ NO_REMEDY = {
     "awaiting-approval": "approve the actions to run them",
     "task-failed": "read the failed task's error; restore from the backup in the run folder if the data changed",
     "smoke-failed": "compare with the backup in the run folder; restore it if the data is damaged",
+    "mode-failed": "read the action's error; switch the KV flag by hand (npx wrangler kv key "
+    "put/delete) and check a write's answer",
     "migrations-pending": "apply them: npx wrangler d1 migrations apply DB --remote (after review)",
-    "no-maintenance-mode": "teach the app to honour a switch and name it in params "
-    "app.read_only_secret; meanwhile show the maintenance page by hand",
+    "no-maintenance-mode": "teach the app to read a KV flag per request (as the sandbox apps "
+    "do) and name it in params app.maintenance_flag; meanwhile show the maintenance page by hand",
 }
 # the verdict is the first of these found (healthy when none)
-PRIORITY = ("smoke-failed", "task-failed", "notice-late", "awaiting-approval",
+PRIORITY = ("smoke-failed", "mode-failed", "task-failed", "notice-late", "awaiting-approval",
             "migrations-pending", "no-maintenance-mode")  # fmt: skip
 PROFILES = ("manuscript", "peptalk")
 
 WEEKDAY, START_HOUR, HOURS = 6, 2, 2  # Sunday, 02:00 UTC, two hours
 STATUS_PAGE_BEFORE, EMAIL_BEFORE = timedelta(hours=48), timedelta(hours=24)
 TASKS = ("analyze", "reindex", "migrations")
-DEFAULT_SWITCH = "MAINTENANCE_MODE"
 
 
 # ---- the window ---------------------------------------------------------------------------
@@ -129,47 +135,32 @@ def notices(announced_at: str, w: Window) -> tuple[bool, list[str]]:
     return ok, out
 
 
-# ---- backup -------------------------------------------------------------------------------
+# ---- backup and maintenance mode ----------------------------------------------------------
 def backup(p: Platform, folder: Path) -> dict[str, Any]:
-    """The whole database (schema and rows) to folder/backup-<db>.sql, with its sha256."""
-    dump = p.cf.d1_export(p.database)
-    if "CREATE TABLE" not in dump:
-        raise ValueError(f"the export of {p.database} holds no table: not a usable backup")
-    data = dump.encode()
-    path = folder / f"backup-{p.database}.sql"
-    path.touch(mode=0o600)  # rows of live tables: readable by the operator only
-    path.write_bytes(data)
-    return {
-        "file": path.name,  # in the run folder
-        "sha256": hashlib.sha256(data).hexdigest(),
-        "bytes": len(data),
-        "inserts": sum(1 for line in dump.splitlines() if line.startswith("INSERT INTO")),
-    }
+    """The whole database (schema and rows) to folder/backup-<db>.sql, with its .sha256."""
+    return backups.export_sql(p.cf, p.database, folder)
 
 
 def backup_preview(p: Platform) -> dict[str, Any]:
-    return {
-        "call": f"POST /accounts/{p.cf.account_id}/d1/database/{p.database}/export "
-        '{"output_format": "polling"}, then GET the signed URL',
-        "wrangler": f"npx wrangler d1 export {p.database} --remote --output backup-{p.database}.sql",
-    }
+    return backups.export_preview(p.cf, p.database, [], f"backup-{p.database}.sql")
 
 
-# ---- maintenance mode -----------------------------------------------------------------------
-def switch(p: Platform) -> tuple[str, bool]:
-    """(secret name, whether the environment says the app honours it)."""
-    name = dc.read_only_secret(p)
-    return (name, True) if name else (DEFAULT_SWITCH, False)
+def mode_until(w: Window) -> datetime | None:
+    """When maintenance is expected to end (the app's Retry-After): the window's end for a
+    scheduled window in progress; unknown for emergency maintenance."""
+    return w.end if w.inside else None
 
 
-def mode_on(p: Platform, name: str) -> dict[str, Any]:
-    p.cf.put_secret(p.worker, name, "true")
-    return {"secret": name, "value": "true", "worker": p.worker}
+def mode_reason(w: Window) -> str:
+    return (
+        "emergency maintenance" if w.emergency and not w.inside else "scheduled maintenance window"
+    )
 
 
-def mode_off(p: Platform, name: str) -> dict[str, Any]:
-    p.cf.delete_secret(p.worker, name)
-    return {"secret": name, "deleted": True, "worker": p.worker}
+def writes_refused(p: Platform, flag: mm.Flag) -> tuple[bool, str]:
+    """(refused, evidence): the smoke check that maintenance mode holds writes back."""
+    r = mm.write_probe(p, flag)
+    return mm.refused(r), "while on: " + mm.probe_text(r)
 
 
 # ---- the tasks ----------------------------------------------------------------------------

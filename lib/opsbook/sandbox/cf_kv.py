@@ -9,6 +9,7 @@ For the apps (sessions) and faults:
     kv_put(state, "manuscript-sessions", "session:abc", b"{...}", ttl=3600)
     kv_get(state, "manuscript-sessions", "session:abc") -> bytes | None   (None: missing,
                                                              expired, or no namespace)
+    kv_get_with_metadata(state, ns, key) -> (bytes | None, metadata)
     kv_delete(state, ns, key) -> bool
 """
 
@@ -81,16 +82,25 @@ def kv_put(
 
 
 def kv_get(state: State, namespace: str, key: str) -> bytes | None:
+    return kv_get_with_metadata(state, namespace, key)[0]
+
+
+def kv_get_with_metadata(state: State, namespace: str, key: str) -> tuple[bytes | None, Any]:
+    """(value, metadata) as a Worker's `getWithMetadata` reads them; (None, None) when the
+    key is missing or expired, or the namespace does not exist."""
     ns = namespace_id(state, namespace)
     if ns is None:
-        return None
+        return None, None
     with state.read() as db:
         row = db.execute(
-            "SELECT value FROM kv_values WHERE namespace_id = ? AND key = ?"
+            "SELECT value, metadata FROM kv_values WHERE namespace_id = ? AND key = ?"
             " AND (expiration IS NULL OR expiration > ?)",
             (ns, key, int(time.time())),
         ).fetchone()
-    return bytes(row["value"]) if row else None
+    if row is None:
+        return None, None
+    meta = json.loads(row["metadata"]) if row["metadata"] is not None else None
+    return bytes(row["value"]), meta
 
 
 def kv_delete(state: State, namespace: str, key: str) -> bool:

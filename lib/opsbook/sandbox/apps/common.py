@@ -29,7 +29,7 @@ from ..platform_view import binding, snapshot
 from ..profiles import PROFILES, Profile
 from ..state import State, from_request
 from ..traffic import IDLE_COLD_MS
-from . import firewall
+from . import firewall, maintenance
 
 MAX_SLEEP_S = 8.0  # simulated latency actually slept per request (the rest is only logged)
 SESSION_TTL_S = 7 * 24 * 3600
@@ -110,7 +110,7 @@ async def serve(request: Request, profile_name: str, route: str, handler: Handle
         )
     else:
         try:
-            response = await handler(ctx)
+            response = await maintenance.gate(ctx, route, handler)  # read-only mode
         except AppError as exc:
             if exc.log:
                 ctx.log("error" if exc.status >= 500 else "warn", *exc.log)
