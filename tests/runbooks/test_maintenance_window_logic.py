@@ -55,3 +55,23 @@ def test_the_verdict_is_the_worst_problem_with_every_problem_as_evidence() -> No
         ["backup: applied", "analyze: applied"],
         None,
     )
+
+
+def test_maintenance_mode_ends_with_a_scheduled_window_and_is_open_ended_in_an_emergency() -> None:
+    start = mw.window_start("", SUNDAY_3AM)
+    inside = mw.Window(start, SUNDAY_3AM, False)
+    assert mw.mode_until(inside) == datetime(2026, 11, 29, 4, 0, tzinfo=UTC)
+    assert mw.mode_reason(inside) == "scheduled maintenance window"
+    emergency = mw.Window(mw.window_start("", MONDAY), MONDAY, True)
+    assert mw.mode_until(emergency) is None
+    assert mw.mode_reason(emergency) == "emergency maintenance"
+
+
+def test_the_apps_retry_after_counts_down_to_until() -> None:
+    from opsbook.sandbox.apps.maintenance import DEFAULT_RETRY_S, Mode
+
+    now = datetime(2026, 11, 29, 3, 0, tzinfo=UTC).timestamp()
+    assert Mode(True, "2026-11-29T04:00:00Z").retry_after(now) == 3600
+    assert Mode(True, "2026-11-29T02:00:00Z").retry_after(now) == 1  # overdue: retry soon
+    assert Mode(True).retry_after(now) == DEFAULT_RETRY_S
+    assert Mode(True, "not a time").retry_after(now) == DEFAULT_RETRY_S
