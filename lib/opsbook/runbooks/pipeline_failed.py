@@ -369,7 +369,9 @@ def verify(
     PDF in R2 was uploaded by that run (when `pdfs` is given), and no log line the tail saw
     says it failed."""
     old = {s.name: s for s in before}
-    lines, good, passed = [], [], bool(after)
+    lines: list[str] = []
+    good: list[str] = []
+    passed = bool(after)
     for s in after:
         prev = old.get(s.name)
         new_run = prev is None or (s.run_id or 0) > (prev.run_id or 0)
