@@ -38,7 +38,15 @@ def _is_invocation(event: Event) -> bool:
 
 def trace_item(events: list[Event]) -> dict[str, Any]:
     """One TraceItem from the events of one invocation (any order)."""
-    events = sorted(events, key=lambda e: (not _is_invocation(e), int(e.get("timestamp") or 0)))
+    # the query answers newest first: back to the order the Worker logged them in
+    events = sorted(
+        events,
+        key=lambda e: (
+            not _is_invocation(e),
+            int(e.get("timestamp") or 0),
+            str((e.get("$metadata") or {}).get("id") or ""),
+        ),
+    )
     head = events[0]
     workers = head.get("$workers") or {}
     logs: list[dict[str, Any]] = []
