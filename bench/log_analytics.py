@@ -1,6 +1,6 @@
 """Log analytics: opsbook's reader + analysis against DuckDB on 1,000,000 tail events.
 
-    .venv/bin/python bench/log_analytics.py [--events N] [--runs 3] [--keep DIR]
+    .venv/bin/python bench/log_analytics.py [--events N] [--runs 5] [--keep DIR]
 
 Generates N TraceItem events as NDJSON (deterministic; log messages mix strings,
 numbers, objects and arrays; `logs` and `exceptions` are empty in the early rows and
@@ -23,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -122,9 +123,7 @@ def run_opsbook(path: Path) -> dict[str, object]:
     from opsbook import analysis
     from opsbook.clients.logs import read_events
 
-    df = read_events(
-        path, columns=("ts", "method", "path", "route", "status", "outcome", "wall_ms")
-    )
+    df = read_events(path, columns=("ts", "route", "status", "outcome", "wall_ms"))
     stats = analysis.endpoint_stats(df)
     series = analysis.error_series(df, "1min")
     pct = analysis.percentiles(df, "wall_ms", (0.5, 0.95, 0.99))
@@ -189,13 +188,19 @@ def run_duckdb(path: Path) -> dict[str, object]:
     }
 
 
-def timed(fn, path: Path, runs: int) -> tuple[float, dict[str, object]]:  # type: ignore[no-untyped-def]
-    times, result = [], {}
+def timed(
+    sides: dict[str, Callable[[Path], dict[str, object]]], path: Path, runs: int
+) -> dict[str, tuple[float, list[float], dict[str, object]]]:
+    """Each side `runs` times, interleaved (a, b, a, b, ...) so that load from elsewhere on a
+    shared machine falls on both alike: the median, all the times and the last answer."""
+    times: dict[str, list[float]] = {name: [] for name in sides}
+    results: dict[str, dict[str, object]] = {}
     for _ in range(runs):
-        started = time.perf_counter()
-        result = fn(path)
-        times.append(time.perf_counter() - started)
-    return statistics.median(times), result
+        for name, fn in sides.items():
+            started = time.perf_counter()
+            results[name] = fn(path)
+            times[name].append(time.perf_counter() - started)
+    return {n: (statistics.median(t), t, results[n]) for n, t in times.items()}
 
 
 def peak_rss_mb(path: Path) -> float:
@@ -219,7 +224,7 @@ def peak_rss_mb(path: Path) -> float:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=1_000_000)
-    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--keep", type=Path, help="generate into this folder and keep the file")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
@@ -232,8 +237,8 @@ def main(argv: list[str] | None = None) -> int:
             print(
                 f"generated {args.events:,} events, {path.stat().st_size / 1e6:.0f} MB in {time.perf_counter() - started:.1f} s"
             )
-        ops_s, ops = timed(run_opsbook, path, args.runs)
-        duck_s, duck = timed(run_duckdb, path, args.runs)
+        timing = timed({"opsbook": run_opsbook, "duckdb": run_duckdb}, path, args.runs)
+        (ops_s, ops_all, ops), (duck_s, duck_all, duck) = timing["opsbook"], timing["duckdb"]
         if ops != duck:
             print(
                 "MISMATCH between opsbook and DuckDB:",
@@ -241,8 +246,10 @@ def main(argv: list[str] | None = None) -> int:
             )
             return 1
         rss = peak_rss_mb(path)
+    runs = ", ".join(f"{a:.2f}/{b:.2f}" for a, b in zip(ops_all, duck_all, strict=True))
     print(f"opsbook  median {ops_s:.2f} s  (reader + endpoint stats + error series + percentiles)")
     print(f"duckdb   median {duck_s:.2f} s  (read_json_auto + SQL)")
+    print(f"runs     opsbook/duckdb s: {runs}")
     print(f"ratio    {ops_s / duck_s:.2f}x DuckDB (goal <= 1.2x)")
     print(
         f"opsbook peak RSS {rss:.0f} MB (goal <= 300 MB); this process {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB"

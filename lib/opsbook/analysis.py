@@ -10,6 +10,7 @@ An error is a 5xx response or an invocation whose outcome is not `ok`.
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -19,11 +20,22 @@ import pandas as pd
 
 # RE2-compatible (pyarrow): a segment is an id when it is a UUID, a number, 12+ hex chars,
 # or a 20+ char token. `(/|$)` keeps the next slash; the pass runs twice for /id/id.
-ID_PATTERN = (
-    r"/(?:[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
-    r"|[0-9]+|[0-9a-fA-F]{12,}|[A-Za-z0-9_\-]{20,})(/|$)"
+# The same rule segment by segment: ID_SEGMENT is matched against whole segments.
+_ID_ALTERNATIVES = (
+    r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+    r"|[0-9]+|[0-9a-fA-F]{12,}|[A-Za-z0-9_\-]{20,}"
 )
+ID_PATTERN = rf"/(?:{_ID_ALTERNATIVES})(/|$)"
+ID_SEGMENT = rf"^(?:{_ID_ALTERNATIVES})$"
 SLUG_MIN_DISTINCT = 8  # a position with this many distinct values under one parent is a slug
+_ID_RE = re.compile(ID_PATTERN)
+
+
+def collapse_ids_text(path: str) -> str:
+    """One path with its id segments replaced by `:id` (ID_PATTERN, twice)."""
+    for _ in range(2):
+        path = _ID_RE.sub(r"/:id\1", path)
+    return path
 
 
 def _collapse_slugs(unique_paths: Iterable[str]) -> dict[str, str]:
@@ -46,14 +58,51 @@ def _collapse_slugs(unique_paths: Iterable[str]) -> dict[str, str]:
     return mapping
 
 
-def collapse_ids_arrow(paths: Any) -> Any:
-    """pyarrow strings with their id segments replaced by `:id` (the vectorised first step)."""
+def collapse_segments(strings: Any, first: int = 1) -> Any:
+    """pyarrow strings with each `/`-separated segment at position >= `first` that is an id
+    replaced by `:id`; nulls become "". Segment 0 is what precedes the first slash, so
+    `first=1` is ID_PATTERN over a path and `first=3` the path part of `scheme://host/...`.
+
+    Vectorised without a regex over every row: the segments are dictionary-encoded and only
+    the distinct ones are matched against ID_SEGMENT; rows are re-joined only when an id
+    was found."""
+    import numpy as np
+    import pyarrow as pa
     import pyarrow.compute as pc
 
-    arr = pc.fill_null(paths, "")
-    for _ in range(2):
-        arr = pc.replace_substring_regex(arr, ID_PATTERN, r"/:id\1")
-    return arr
+    if isinstance(strings, pa.ChunkedArray):
+        strings = strings.combine_chunks()
+    strings = pc.fill_null(strings, "").cast(pa.string())
+    if len(strings) == 0:
+        return strings
+    segments = pc.split_pattern(strings, "/")
+    offsets = segments.offsets.to_numpy().astype(np.int64)
+    values = segments.values
+    if offsets[0] != 0 or offsets[-1] != len(values):
+        values = values.slice(int(offsets[0]), int(offsets[-1] - offsets[0]))
+        offsets = offsets - offsets[0]
+    encoded = pc.dictionary_encode(values)
+    is_id = pc.match_substring_regex(encoded.dictionary, ID_SEGMENT)
+    is_id_np = is_id.to_numpy(zero_copy_only=False)
+    if not is_id_np.any():
+        return strings
+    codes = encoded.indices.to_numpy()
+    flag = is_id_np[codes]
+    starts, ends = offsets[:-1], offsets[1:]
+    for k in range(first):  # the leading segments (scheme, host) are never ids
+        at = starts + k
+        flag[at[at < ends]] = False
+    if not flag.any():
+        return strings
+    dictionary = pa.concat_arrays([encoded.dictionary, pa.array([":id"], pa.string())])
+    taken = pc.take(dictionary, np.where(flag, len(encoded.dictionary), codes))
+    lists = pa.ListArray.from_arrays(pa.array(offsets, pa.int64()).cast(pa.int32()), taken)
+    return pc.binary_join(lists, "/")
+
+
+def collapse_ids_arrow(paths: Any) -> Any:
+    """pyarrow strings with their id segments replaced by `:id` (the vectorised first step)."""
+    return collapse_segments(paths, first=1)
 
 
 def collapse_paths_arrow(paths: Any, ids_done: bool = False) -> Any:
@@ -77,39 +126,28 @@ def collapse_paths_arrow(paths: Any, ids_done: bool = False) -> Any:
     return pa.chunked_array(out, type=out[0].type)
 
 
-def routes_from_codes(methods: Any, paths: Any) -> pd.Categorical:
-    """'METHOD /collapsed/path' as a Categorical from dictionary-encoded pyarrow columns
-    (paths with ids already collapsed): strings are built only for distinct routes."""
+def route_categorical(routes: Sequence[Any]) -> pd.Categorical:
+    """Dictionary-encoded pyarrow chunks of "METHOD /path" (ids already collapsed) -> a
+    Categorical with high-cardinality slugs collapsed too; strings exist only for the
+    distinct routes, rows are integer codes throughout."""
     import numpy as np
     import pyarrow as pa
 
-    def codes(col: Any) -> tuple[Any, list[str]]:
-        col = (
-            col.unify_dictionaries()
-            if isinstance(col, pa.ChunkedArray)
-            else pa.chunked_array([col])
-        )
-        if col.num_chunks == 0:
-            return np.zeros(0, dtype="int64"), []
-        idx = np.concatenate([c.indices.to_numpy(zero_copy_only=False) for c in col.chunks]).astype(
-            "int64"
-        )
-        return idx, [str(v) for v in col.chunks[0].dictionary.to_pylist()]
-
-    m_idx, m_vals = codes(methods)
-    p_idx, p_vals = codes(paths)
-    mapping = _collapse_slugs(p_vals)
-    combined = m_idx * max(1, len(p_vals)) + p_idx
-    uniq, inverse = np.unique(combined, return_inverse=True)
-    names = [
-        f"{m_vals[u // max(1, len(p_vals))]} {mapping[p_vals[u % max(1, len(p_vals))]]}"
-        for u in uniq
-    ]
-    labels = pd.Index(names)
-    if labels.has_duplicates:  # two raw paths collapsed to the same route
-        cats, first = np.unique(np.array(names, dtype=object), return_inverse=True)
-        return pd.Categorical.from_codes(first[inverse], categories=list(cats))
-    return pd.Categorical.from_codes(inverse, categories=names)
+    kind = pa.dictionary(pa.int32(), pa.string())
+    chunked = pa.chunked_array([c.cast(kind) for c in routes], kind).unify_dictionaries()
+    if chunked.num_chunks == 0:
+        return pd.Categorical([], categories=pd.Index([], dtype="str"))
+    names = [str(n) for n in chunked.chunks[0].dictionary.to_pylist()]
+    parts = [n.split(" ", 1) if " " in n else [n, ""] for n in names]
+    mapping = _collapse_slugs({p for _, p in parts})
+    final = np.array([f"{m} {mapping[p]}" for m, p in parts], dtype=object)
+    cats, inverse = np.unique(final, return_inverse=True) if len(final) else (final, final)
+    codes = np.concatenate(
+        [c.indices.to_numpy(zero_copy_only=False) for c in chunked.chunks]
+    ).astype(np.int64)
+    return pd.Categorical.from_codes(
+        np.asarray(inverse, dtype=np.int64)[codes], categories=[str(c) for c in cats]
+    )
 
 
 def collapse_paths(paths: pd.Series) -> pd.Series:
@@ -140,12 +178,15 @@ def route_arrow(method: Any, path: Any, ids_done: bool = False) -> Any:
 
 
 def _errors(df: pd.DataFrame) -> pd.Series:
-    err = pd.Series(False, index=df.index)
+    import numpy as np
+
+    err = np.zeros(len(df), dtype=bool)
     if "status" in df:
-        err |= df["status"].fillna(0).astype("int64") >= 500
+        err |= df["status"].to_numpy(dtype="float64", na_value=0.0) >= 500
     if "outcome" in df:
-        err |= df["outcome"].fillna("ok") != "ok"
-    return err
+        outcome = df["outcome"]
+        err |= ((outcome != "ok") & outcome.notna()).to_numpy(dtype=bool)
+    return pd.Series(err, index=df.index)
 
 
 def _routes(df: pd.DataFrame) -> pd.Series:
@@ -154,21 +195,50 @@ def _routes(df: pd.DataFrame) -> pd.Series:
     return route_column(df["method"], df["path"])
 
 
+def _quantiles(values: Any, qs: Sequence[float]) -> list[float]:
+    """Linear-interpolated quantiles of a float array, NaN skipped (pandas' `quantile`)."""
+    import numpy as np
+
+    values = values[~np.isnan(values)]
+    if len(values) == 0:
+        return [float("nan")] * len(qs)
+    return [float(v) for v in np.quantile(values, list(qs))]
+
+
 def endpoint_stats(df: pd.DataFrame, value: str = "wall_ms") -> pd.DataFrame:
     """Per route: requests, errors (5xx or not ok), error_rate, share, p50/p95/p99 of `value`."""
+    import numpy as np
+
     routes = _routes(df).reset_index(drop=True)
     if not isinstance(routes.dtype, pd.CategoricalDtype):
         routes = routes.astype("category")  # group on codes: no per-row strings
-    frame = pd.DataFrame(
-        {"route": routes, "error": _errors(df).to_numpy(), "v": df[value].to_numpy()}
+    codes = routes.cat.codes.to_numpy().astype(np.int64)
+    values = df[value].to_numpy(dtype="float64", na_value=np.nan)
+    err = _errors(df).to_numpy()
+    keep = codes >= 0  # a missing route is no group
+    if not keep.all():
+        codes, values, err = codes[keep], values[keep], err[keep]
+    k = len(routes.cat.categories)
+    requests = np.bincount(codes, minlength=k)
+    errors = np.bincount(codes, weights=err, minlength=k).astype(np.int64)
+    # one stable sort on the (few) codes, then each group's quantiles by selection
+    ordered = values[np.argsort(codes, kind="stable")]
+    bounds = np.concatenate([[0], np.cumsum(requests)])
+    seen = np.flatnonzero(requests)
+    q = np.array(
+        [_quantiles(ordered[bounds[g] : bounds[g + 1]], (0.5, 0.95, 0.99)) for g in seen],
+        dtype="float64",
+    ).reshape(len(seen), 3)
+    out = pd.DataFrame(
+        {
+            "route": np.asarray(routes.cat.categories, dtype=object)[seen],
+            "requests": requests[seen].astype(np.int64),
+            "errors": errors[seen],
+        }
     )
-    grouped = frame.groupby("route", sort=False, observed=True)
-    out = grouped.agg(requests=("error", "size"), errors=("error", "sum"))
-    q = grouped["v"].quantile([0.5, 0.95, 0.99]).unstack()
     out["error_rate"] = out["errors"] / out["requests"]
     out["share"] = out["requests"] / out["requests"].sum()
-    out["p50_ms"], out["p95_ms"], out["p99_ms"] = q[0.5], q[0.95], q[0.99]
-    out = out.reset_index()
+    out["p50_ms"], out["p95_ms"], out["p99_ms"] = q[:, 0], q[:, 1], q[:, 2]
     out["route"] = out["route"].astype("str")
     out = out.sort_values(["requests", "route"], ascending=[False, True])
     return out.reset_index(drop=True)
@@ -177,8 +247,12 @@ def endpoint_stats(df: pd.DataFrame, value: str = "wall_ms") -> pd.DataFrame:
 def percentiles(
     df: pd.DataFrame, value: str = "wall_ms", qs: Sequence[float] = (0.5, 0.95, 0.99)
 ) -> dict[float, float]:
-    series = df[value].dropna()
-    return {q: float(series.quantile(q)) for q in qs}
+    """Linear-interpolated percentiles of `value` (missing values skipped), one selection pass."""
+    import numpy as np
+
+    return dict(
+        zip(qs, _quantiles(df[value].to_numpy(dtype="float64", na_value=np.nan), qs), strict=True)
+    )
 
 
 def error_series(df: pd.DataFrame, freq: str = "1min") -> pd.DataFrame:

@@ -114,3 +114,45 @@ def test_slow_queries() -> None:
     ]
     slow = analysis.slow_queries(results, threshold_ms=100)
     assert list(slow["rows_read"]) == [200000]
+
+
+def test_segment_collapse_matches_the_pattern() -> None:
+    import re
+
+    import pyarrow as pa
+
+    rng = random.Random(9)
+    pieces = ["", "a", "v1", "123", "0", "7444be64-1c3a-7535-b6ea-36ea5325f16f", "ad993bb1ee48",
+              "ad993bb1ee4", "x" * 20, "x" * 19, "p-abc", ":id", "ab_cd-ef" * 3, "DEADBEEFCAFE1"]  # fmt: skip
+    paths = ["/" + "/".join(rng.choice(pieces) for _ in range(rng.randrange(0, 6)))
+             for _ in range(3000)] + ["manuscript-analysis-queue", "0 2 * * *", "", "/1/2/3/4"]  # fmt: skip
+    pattern = re.compile(analysis.ID_PATTERN)
+
+    def reference(p: str) -> str:
+        for _ in range(2):
+            p = pattern.sub(r"/:id\1", p)
+        return p
+
+    got = analysis.collapse_segments(pa.array([*paths, None]), first=1).to_pylist()
+    assert got == [*(reference(p) for p in paths), ""]
+    assert [analysis.collapse_ids_text(p) for p in paths] == got[:-1]
+    urls = pa.array(["https://h.example/a/123/b", "http://localhost:8787/12345678901234567890"])
+    assert analysis.collapse_segments(urls, first=3).to_pylist() == [
+        "https://h.example/a/:id/b",
+        "http://localhost:8787/:id",
+    ]
+
+
+def test_endpoint_stats_and_percentiles_skip_missing_values() -> None:
+    df = frame(500)
+    df.loc[df.index[::7], "wall_ms"] = np.nan
+    stats = analysis.endpoint_stats(df).set_index("route")
+    routes = "GET " + analysis.collapse_paths(df["path"])
+    for route, group in df.groupby(routes):
+        assert stats.loc[route, "requests"] == len(group)
+        assert stats.loc[route, "p95_ms"] == pytest.approx(group["wall_ms"].quantile(0.95))
+    pct = analysis.percentiles(df, "wall_ms", (0.5, 0.99))
+    assert pct[0.5] == pytest.approx(df["wall_ms"].quantile(0.5))
+    assert pct[0.99] == pytest.approx(df["wall_ms"].quantile(0.99))
+    empty = analysis.percentiles(df.iloc[:0], "wall_ms", (0.5,))
+    assert np.isnan(empty[0.5])

@@ -129,3 +129,73 @@ def test_queue_and_scheduled_events() -> None:
         ]
     )  # fmt: skip
     assert list(df["route"]) == ["QUEUE manuscript-analysis-queue", "SCHEDULED 0 2 * * *"]
+
+
+FAST_COLS = ("ts", "script", "version", "method", "url", "path", "route", "status", "outcome",
+             "wall_ms", "cpu_ms", "client_ip", "country", "colo")  # fmt: skip
+
+
+def as_plain(df: pd.DataFrame) -> pd.DataFrame:
+    out = df.reset_index(drop=True).copy()
+    for col in ("route", "outcome"):
+        if col in out:
+            out[col] = out[col].astype("str")
+    return out
+
+
+def test_arrow_blocks_mixed_types_and_late_lists(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Small blocks (lines cut at every boundary): log messages mixing strings, numbers,
+    objects, arrays, null and booleans, lists empty for the first rows and filled later."""
+    events = make_events(400)
+    for i, e in enumerate(events[200:]):
+        e["logs"].append({"message": [{"a": [1, {"b": None}]}, "x", 3, False], "level": "warn"})
+        e["exceptions"] = e["exceptions"] or ([{"name": "Error", "message": "m"}] if i % 9 else [])
+    events[250]["event"]["request"]["url"] = "https://api.example.com/manuscripts/12?q=/a/b#f"
+    path = write(events, tmp_path / "t.ndjson", pretty=False)
+    monkeypatch.setattr(logs, "_BLOCK", 1500)
+    fast = logs.read_events(path, columns=FAST_COLS)
+    slow = logs.read_events(path)[list(FAST_COLS)]
+    pd.testing.assert_frame_equal(as_plain(fast), as_plain(slow), check_dtype=False)
+    assert fast["path"].iloc[250] == "/manuscripts/12"
+    assert fast["route"].iloc[250] == "GET /manuscripts/:id"
+    # the Python path keeps the mixed messages as text
+    assert '{"a":[1,{"b":null}]} x 3 false' in logs.read_events(path)["logs"].iloc[399]
+
+
+def test_arrow_path_queue_cron_and_odd_urls(tmp_path: Path) -> None:
+    base = make_events(40)
+    base[3]["event"] = {"queue": "manuscript-analysis-queue", "batchSize": 1}
+    base[4]["event"] = {"cron": "0 2 * * *", "scheduledTime": 2}
+    base[5]["event"]["request"]["url"] = "/manuscripts/1234567890123"  # no scheme, no host
+    base[6]["event"]["request"]["url"] = "https://api.example.com"  # no path
+    base[7]["event"]["request"]["url"] = "HTTPS://API.example.com/a/123?x=1"
+    base[8]["event"]["request"]["url"] = "https://api.example.com/q?u=https://x.y/1"
+    base[9]["event"] = {"request": {"method": "GET"}}  # no URL at all
+    path = write(base, tmp_path / "t.ndjson", pretty=False)
+    fast = logs.read_events(path, columns=FAST_COLS)
+    slow = logs.read_events(path)[list(FAST_COLS)]
+    pd.testing.assert_frame_equal(as_plain(fast), as_plain(slow), check_dtype=False)
+    assert list(fast["route"].astype("str")[3:10]) == [
+        "QUEUE manuscript-analysis-queue",
+        "SCHEDULED 0 2 * * *",
+        "GET /manuscripts/:id",
+        "GET /",
+        "GET /a/:id",
+        "GET /q",
+        "GET ",
+    ]
+    only_route = logs.read_events(path, columns=("route", "status"))
+    assert list(only_route["route"].astype("str")) == list(fast["route"].astype("str"))
+
+
+def test_arrow_path_slugs_across_blocks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    events = make_events(60)
+    for i, e in enumerate(events):
+        e["event"]["request"]["url"] = f"https://h.example/api/peptides/p-{'abcdefghij'[i % 10]}"
+    path = write(events, tmp_path / "t.ndjson", pretty=False)
+    monkeypatch.setattr(logs, "_BLOCK", 700)  # each slug value alone in its own blocks
+    fast = logs.read_events(path, columns=("route",))
+    assert set(fast["route"].astype("str")) == {"GET /api/peptides/:slug"}
+    assert set(logs.read_events(path)["route"]) == {"GET /api/peptides/:slug"}

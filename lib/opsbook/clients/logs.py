@@ -112,9 +112,10 @@ def to_frame(events: Iterable[dict[str, Any]]) -> pd.DataFrame:
 def _finish(df: pd.DataFrame, columns: Sequence[str] = COLUMNS) -> pd.DataFrame:
     from ..analysis import route_column
 
-    if not isinstance(df["ts"].dtype, pd.DatetimeTZDtype):
-        df["ts"] = pd.to_datetime(df["ts"], unit="ms", utc=True)
-    df["ts"] = df["ts"].astype("datetime64[ms, UTC]")
+    if "ts" in df:
+        if not isinstance(df["ts"].dtype, pd.DatetimeTZDtype):
+            df["ts"] = pd.to_datetime(df["ts"], unit="ms", utc=True)
+        df["ts"] = df["ts"].astype("datetime64[ms, UTC]")
     for col in ("status", "tokens_used"):
         if col in df:
             df[col] = df[col].astype("Int64")
@@ -179,102 +180,252 @@ def read_events(path: Path | str, columns: Sequence[str] | None = None) -> pd.Da
     return _finish(frame, cols)
 
 
+# ---- NDJSON through Arrow ----------------------------------------------------------------
+# The JSON fields behind each scalar column (keys from the top of a TraceItem), the type to
+# parse them as (string unless listed), and the bytes of NDJSON parsed per task.
+_REQ = ("event", "request")
+_FIELDS: dict[str, tuple[tuple[str, ...], ...]] = {
+    "ts": (("eventTimestamp",),),
+    "script": (("scriptName",),),
+    "version": (("scriptVersion", "id"),),
+    "method": ((*_REQ, "method"), ("event", "queue"), ("event", "cron")),
+    "url": ((*_REQ, "url"),),
+    "path": ((*_REQ, "url"), ("event", "queue"), ("event", "cron")),
+    "status": (("event", "response", "status"),),
+    "outcome": (("outcome",),),
+    "wall_ms": (("wallTime",),),
+    "cpu_ms": (("cpuTime",),),
+    "client_ip": ((*_REQ, "headers", "cf-connecting-ip"), (*_REQ, "headers", "x-real-ip")),
+    "country": ((*_REQ, "cf", "country"),),
+    "colo": ((*_REQ, "cf", "colo"),),
+}
+_FIELDS["route"] = _FIELDS["method"] + _FIELDS["path"]
+_NUMERIC = {
+    "eventTimestamp": "int64",
+    "wallTime": "float64",
+    "cpuTime": "float64",
+    "status": "int64",
+}
+_BLOCK = 8 << 20
+# a URL whose path is plain: scheme://host[/path], no query or fragment
+_PLAIN_URL = r"^[a-z]+://[^/?#]*(?:/[^?#]*)?$"
+# scheme://host followed by a path, a query or nothing (the host holds no `?` or `#`)
+_SOUND_URL = r"^[a-z]+://[^/?#]*(?:[/?#]|$)"
+_NOT_A_URL = "\x00"  # marks a route key that is a path already (queue, cron, odd URLs)
+
+
+def _schema(cols: Sequence[str]) -> Any:
+    """The explicit Arrow schema of only the fields `cols` need (nothing is inferred: log
+    messages mix types and lists start empty, and unread fields are skipped)."""
+    import pyarrow as pa
+
+    tree: dict[str, Any] = {}
+    for col in cols:
+        for path in _FIELDS[col]:
+            node = tree
+            for key in path[:-1]:
+                node = node.setdefault(key, {})
+            node[path[-1]] = None
+
+    def fields(node: dict[str, Any]) -> list[Any]:
+        return [
+            pa.field(
+                k,
+                pa.struct(fields(v))
+                if v is not None
+                else pa.type_for_alias(_NUMERIC.get(k, "string")),
+            )
+            for k, v in node.items()
+        ]
+
+    return pa.schema(fields(tree))
+
+
+def _ndjson_blocks(path: Path | str, size: int) -> Iterator[memoryview]:
+    """The file in pieces of about `size` bytes, each ending at a line end."""
+    rest = b""
+    with open(path, "rb") as fh:
+        while chunk := fh.read(size):
+            buf = rest + chunk if rest else chunk
+            cut = buf.rfind(b"\n") + 1
+            if cut == 0:
+                rest = buf
+                continue
+            rest = buf[cut:]
+            yield memoryview(buf)[:cut]
+    if rest.strip():
+        yield memoryview(rest)
+
+
 def _arrow_ndjson(path: Path | str, cols: Sequence[str]) -> pd.DataFrame:
+    """NDJSON -> the scalar columns `cols`: blocks parsed and reduced in parallel (pyarrow
+    releases the GIL), so memory holds a few blocks plus the compact result columns."""
+    import os
+    from collections import deque
+    from concurrent.futures import Future, ThreadPoolExecutor
+
+    import pyarrow as pa
+
+    from ..analysis import route_categorical
+
+    schema = _schema(cols)
+    workers = max(1, min(os.cpu_count() or 1, 8))
+    parts: list[dict[str, Any]] = []
+    with ThreadPoolExecutor(workers, thread_name_prefix="ndjson") as pool:
+        pending: deque[Future[dict[str, Any]]] = deque()
+        for block in _ndjson_blocks(path, _BLOCK):
+            pending.append(pool.submit(_block_columns, block, schema, cols))
+            while len(pending) > workers:
+                parts.append(pending.popleft().result())
+        parts.extend(f.result() for f in pending)
+    parts = [p for p in parts if p]
+    if not parts:
+        return to_frame([])
+    frame: dict[str, Any] = {}
+    for col in cols:
+        chunks = [p[col] for p in parts]
+        if col == "route":
+            frame[col] = route_categorical(chunks)
+            continue
+        array = pa.chunked_array(chunks)
+        if col == "outcome":
+            array = array.unify_dictionaries()
+        mapper = {pa.int64(): pd.Int64Dtype()}.get if col == "status" else None
+        frame[col] = array.to_pandas(types_mapper=mapper)
+    return pd.DataFrame(frame)
+
+
+def _block_columns(block: memoryview, schema: Any, cols: Sequence[str]) -> dict[str, Any]:
+    """One block of NDJSON -> the requested columns as pyarrow arrays (route: dictionary
+    encoded "METHOD /path" with ids collapsed, whose strings exist per distinct route)."""
     import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.json as pj
 
-    s = pa.string()
-    schema = pa.schema(
-        [
-            ("eventTimestamp", pa.int64()),
-            ("scriptName", s),
-            ("outcome", s),
-            ("wallTime", pa.float64()),
-            ("cpuTime", pa.float64()),
-            ("scriptVersion", pa.struct([("id", s)])),
-            (
-                "event",
-                pa.struct(
-                    [
-                        (
-                            "request",
-                            pa.struct(
-                                [
-                                    ("url", s),
-                                    ("method", s),
-                                    ("headers", pa.struct([("cf-connecting-ip", s)])),
-                                    ("cf", pa.struct([("colo", s), ("country", s)])),
-                                ]
-                            ),
-                        ),
-                        ("response", pa.struct([("status", pa.int64())])),
-                    ]
-                ),
-            ),
-        ]
-    )
-    reader = pj.open_json(
-        path,
-        read_options=pj.ReadOptions(block_size=1 << 20),
+    table = pj.read_json(
+        pa.BufferReader(pa.py_buffer(block)),
+        read_options=pj.ReadOptions(use_threads=False, block_size=len(block) + 1),
         parse_options=pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore"),
     )
-    from ..analysis import collapse_ids_arrow, routes_from_codes
+    n = table.num_rows
+    if n == 0:
+        return {}
 
-    chunks: dict[str, list[Any]] = {}
-    for batch in reader:  # block by block: memory stays at a few blocks plus the columns
-        for name, array in _columns(batch, cols, pa, pc).items():
-            if name == "route_path":  # ids collapsed now; only distinct paths are kept as text
-                array = pc.dictionary_encode(collapse_ids_arrow(array))
-            elif name == "route_method":
-                array = pc.dictionary_encode(pc.fill_null(array, ""))
-            chunks.setdefault(name, []).append(array)
-    data = {name: pa.chunked_array(parts) for name, parts in chunks.items()}
-    route = None
-    if "route" in cols and "route_path" in data:
-        route = routes_from_codes(data.pop("route_method"), data.pop("route_path"))
-    ordered = {c: data[c] for c in cols if c in data}
-    frame = pa.table(ordered).to_pandas() if ordered else pd.DataFrame()
-    if route is not None:
-        frame["route"] = route
-        frame = frame[[c for c in cols if c in frame]]
-    return frame
+    def field(path: tuple[str, ...]) -> Any:
+        array = table.column(path[0]).combine_chunks()
+        for key in path[1:]:
+            array = pc.struct_field(array, key)
+        return array
 
+    def first(col: str) -> Any:
+        paths = _FIELDS[col]
+        return pc.coalesce(*[field(p) for p in paths]) if len(paths) > 1 else field(paths[0])
 
-def _columns(batch: Any, cols: Sequence[str], pa: Any, pc: Any) -> dict[str, Any]:
-    event = batch.column("event")
-    req = pc.struct_field(event, "request")
-    url = pc.struct_field(req, "url")
-    need_path = "path" in cols or "route" in cols
-    path_col = (
-        pc.replace_substring_regex(
-            pc.replace_substring_regex(url, r"^[a-z]+://[^/]*", ""), r"[?#].*$", ""
-        )
-        if need_path
-        else None
-    )
-    wanted = {
-        "ts": lambda: pc.cast(batch.column("eventTimestamp"), pa.timestamp("ms", tz="UTC")),
-        "script": lambda: batch.column("scriptName"),
-        "version": lambda: pc.struct_field(batch.column("scriptVersion"), "id"),
-        "method": lambda: pc.struct_field(req, "method"),
-        "url": lambda: url,
-        "path": lambda: path_col,
-        "status": lambda: pc.struct_field(pc.struct_field(event, "response"), "status"),
-        "outcome": lambda: batch.column("outcome"),
-        "wall_ms": lambda: batch.column("wallTime"),
-        "cpu_ms": lambda: batch.column("cpuTime"),
-        "client_ip": lambda: pc.struct_field(pc.struct_field(req, "headers"), "cf-connecting-ip"),
-        "country": lambda: pc.struct_field(pc.struct_field(req, "cf"), "country"),
-        "colo": lambda: pc.struct_field(pc.struct_field(req, "cf"), "colo"),
-    }
-    out = {name: fn() for name, fn in wanted.items() if name in cols}
-    if "route" in cols:
-        out["route_method"] = pc.struct_field(req, "method")
-        out["route_path"] = path_col
-    if "outcome" in out:
-        out["outcome"] = pc.dictionary_encode(out["outcome"])
+    out: dict[str, Any] = {}
+    method = path = None
+    if "method" in cols or "route" in cols:
+        method = _method(field, n)
+    if "path" in cols or "route" in cols:
+        path = _route_keys(field, n, want_path="path" in cols)
+    for col in cols:
+        if col == "ts":
+            out[col] = pc.cast(first(col), pa.timestamp("ms", tz="UTC"))
+        elif col == "method":
+            out[col] = method
+        elif col == "path":
+            assert path is not None
+            out[col] = path[1]
+        elif col == "route":
+            assert path is not None and method is not None
+            out[col] = _routes(method, path[0])
+        elif col == "outcome":
+            out[col] = pc.dictionary_encode(first(col))
+        else:
+            out[col] = first(col)
     return out
+
+
+def _method(field: Any, n: int) -> Any:
+    """request.method, else QUEUE / SCHEDULED for queue and cron invocations."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    method = field((*_REQ, "method"))
+    for key, name in (("queue", "QUEUE"), ("cron", "SCHEDULED")):
+        other = field(("event", key))
+        if other.null_count < n:
+            named = pc.if_else(pc.is_valid(other), pa.scalar(name), pa.scalar(None, pa.string()))
+            method = pc.coalesce(method, named)
+    return method
+
+
+def _route_keys(field: Any, n: int, want_path: bool) -> tuple[Any, Any]:
+    """(per row a key for the route's path with ids collapsed: the collapsed URL, or
+    _NOT_A_URL + the collapsed path; per row the path, as _path_of has it, when `want_path`)."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from ..analysis import collapse_segments
+
+    url = field((*_REQ, "url"))
+    plain = pc.fill_null(pc.match_substring_regex(url, _PLAIN_URL), False)
+    if plain.false_count == 0:  # every event a request to a plain URL: the fast case
+        return collapse_segments(url, first=3), _plain_path(url) if want_path else None
+    # a query or fragment after scheme://host/...: cut it, the URL is plain then
+    sound = pc.fill_null(pc.match_substring_regex(url, _SOUND_URL), False)
+    url = pc.if_else(sound, pc.replace_substring_regex(url, r"[?#].*$", ""), url)
+    plain = pc.or_(plain, sound)
+    # queue and cron invocations, and odd URLs (no scheme, `?` in the host): as _path_of has it
+    has_url = pc.fill_null(pc.not_equal(url, ""), False)
+    odd = pc.fill_null(pc.and_(pc.invert(plain), has_url), False)
+    raw = pc.if_else(
+        has_url,
+        pa.scalar(None, pa.string()),
+        pc.coalesce(field(("event", "queue")), field(("event", "cron"))),
+    )
+    if pc.any(odd).as_py():
+        urls = pc.dictionary_encode(pc.filter(url, odd))
+        paths = pa.array([_path_of(u) for u in urls.dictionary.to_pylist()], pa.string())
+        values = np.full(n, None, dtype=object)
+        values[odd.to_numpy(zero_copy_only=False)] = pc.take(paths, urls.indices).to_pylist()
+        raw = pc.coalesce(pa.array(values, pa.string()), raw)
+    collapsed = pc.binary_join_element_wise(
+        pa.scalar(_NOT_A_URL), collapse_segments(raw, first=1), ""
+    )
+    plain_url = pc.if_else(plain, url, pa.scalar("", pa.string()))
+    key = pc.if_else(plain, collapse_segments(plain_url, first=3), collapsed)
+    path = pc.if_else(plain, _plain_path(plain_url), raw) if want_path else None
+    return key, path
+
+
+def _plain_path(url: Any) -> Any:
+    import pyarrow.compute as pc
+
+    path = pc.replace_substring_regex(url, r"^[a-z]+://[^/]*", "")
+    return pc.if_else(pc.equal(path, ""), "/", path)
+
+
+def _routes(method: Any, key: Any) -> Any:
+    """'METHOD /path' dictionary-encoded: codes per row, strings per distinct pair."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    m = pc.dictionary_encode(pc.fill_null(method, ""))
+    k = pc.dictionary_encode(key)
+    width = max(1, len(k.dictionary))
+    pair = m.indices.to_numpy().astype(np.int64) * width + k.indices.to_numpy()
+    uniq, inverse = np.unique(pair, return_inverse=True)
+    methods, keys = m.dictionary.to_pylist(), k.dictionary.to_pylist()
+    names = []
+    for u in uniq.tolist():
+        loc = keys[u % width]
+        route_path = loc[1:] if loc.startswith(_NOT_A_URL) else (_path_of(loc) or "/")
+        names.append(f"{methods[u // width]} {route_path}")
+    return pa.DictionaryArray.from_arrays(
+        pa.array(np.asarray(inverse, dtype=np.int32)), pa.array(names, pa.string())
+    )
 
 
 def write_ndjson(events: Iterable[dict[str, Any]], path: Path | str) -> int:
