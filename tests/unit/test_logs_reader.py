@@ -199,3 +199,24 @@ def test_arrow_path_slugs_across_blocks(tmp_path: Path, monkeypatch: pytest.Monk
     fast = logs.read_events(path, columns=("route",))
     assert set(fast["route"].astype("str")) == {"GET /api/peptides/:slug"}
     assert set(logs.read_events(path)["route"]) == {"GET /api/peptides/:slug"}
+
+
+@pytest.mark.parametrize(
+    ("hosts", "bare"),
+    [(("api.example.com",), False), (("api.example.com",), True), (("a.example", "b:8787"), False)],
+)
+def test_arrow_path_plain_urls_one_or_many_hosts(
+    tmp_path: Path, hosts: tuple[str, ...], bare: bool
+) -> None:
+    """One host behind the Worker (ids collapsed after the common prefix), a bare host among
+    them, several hosts: the same frame as the Python path."""
+    events = make_events(90)
+    tails = ("/manuscripts", "/", "" if bare else "/", "/manuscripts/7/analysis", "/u/" + "x" * 24)
+    for i, e in enumerate(events):
+        tail = tails[i % 5] + (f"/{i}" if tails[i % 5].startswith("/m") else "")
+        e["event"]["request"]["url"] = f"https://{hosts[i % len(hosts)]}{tail}"
+    path = write(events, tmp_path / "t.ndjson", pretty=False)
+    fast = logs.read_events(path, columns=FAST_COLS)
+    slow = logs.read_events(path)[list(FAST_COLS)]
+    pd.testing.assert_frame_equal(as_plain(fast), as_plain(slow), check_dtype=False)
+    assert "GET /manuscripts/:id/analysis/:id" in set(fast["route"].astype("str"))

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -206,7 +206,7 @@ _NUMERIC = {
     "cpuTime": "float64",
     "status": "int64",
 }
-_BLOCK = 8 << 20
+_BLOCK = 2 << 20  # smaller costs more calls, larger more memory in flight
 # a URL whose path is plain: scheme://host[/path], no query or fragment
 _PLAIN_URL = r"^[a-z]+://[^/?#]*(?:/[^?#]*)?$"
 # scheme://host followed by a path, a query or nothing (the host holds no `?` or `#`)
@@ -241,20 +241,32 @@ def _schema(cols: Sequence[str]) -> Any:
     return pa.schema(fields(tree))
 
 
-def _ndjson_blocks(path: Path | str, size: int) -> Iterator[memoryview]:
-    """The file in pieces of about `size` bytes, each ending at a line end."""
-    rest = b""
-    with open(path, "rb") as fh:
-        while chunk := fh.read(size):
-            buf = rest + chunk if rest else chunk
-            cut = buf.rfind(b"\n") + 1
-            if cut == 0:
-                rest = buf
-                continue
-            rest = buf[cut:]
-            yield memoryview(buf)[:cut]
-    if rest.strip():
-        yield memoryview(rest)
+def _ndjson_blocks(path: Path | str, size: int, buffers: int) -> Iterator[memoryview]:
+    """The file in pieces of about `size` bytes, each ending at a line end: views into
+    `buffers` bytearrays used in turn (a view stays valid while `buffers - 1` more are
+    handed out), so reading allocates nothing per block."""
+    pool = [bytearray(0) for _ in range(buffers)]
+    carry = b""
+    turn = 0
+    with open(path, "rb", buffering=0) as fh:
+        while True:
+            slot = turn % buffers
+            turn += 1
+            if len(pool[slot]) < len(carry) + size:
+                pool[slot] = bytearray(len(carry) + size)
+            buf = pool[slot]
+            view = memoryview(buf)
+            view[: len(carry)] = carry
+            got = fh.readinto(view[len(carry) : len(carry) + size])
+            end = len(carry) + got
+            if not got:
+                if carry.strip():
+                    yield view[:end]
+                return
+            cut = buf.rfind(b"\n", 0, end) + 1
+            carry = bytes(view[cut:end])  # a line cut by the block end (or a longer one)
+            if cut:
+                yield view[:cut]
 
 
 def _arrow_ndjson(path: Path | str, cols: Sequence[str]) -> pd.DataFrame:
@@ -273,25 +285,28 @@ def _arrow_ndjson(path: Path | str, cols: Sequence[str]) -> pd.DataFrame:
     parts: list[dict[str, Any]] = []
     with ThreadPoolExecutor(workers, thread_name_prefix="ndjson") as pool:
         pending: deque[Future[dict[str, Any]]] = deque()
-        for block in _ndjson_blocks(path, _BLOCK):
+        for block in _ndjson_blocks(path, _BLOCK, workers + 2):
             pending.append(pool.submit(_block_columns, block, schema, cols))
             while len(pending) > workers:
                 parts.append(pending.popleft().result())
         parts.extend(f.result() for f in pending)
     parts = [p for p in parts if p]
+    pa.default_memory_pool().release_unused()  # the parsers' scratch memory
     if not parts:
         return to_frame([])
     frame: dict[str, Any] = {}
-    for col in cols:
-        chunks = [p[col] for p in parts]
+    for col in cols:  # column by column, each dropped from the parts once converted
+        chunks = [p.pop(col) for p in parts]
         if col == "route":
             frame[col] = route_categorical(chunks)
             continue
         array = pa.chunked_array(chunks)
+        del chunks
         if col == "outcome":
             array = array.unify_dictionaries()
         mapper = {pa.int64(): pd.Int64Dtype()}.get if col == "status" else None
         frame[col] = array.to_pandas(types_mapper=mapper)
+        del array
     return pd.DataFrame(frame)
 
 
@@ -334,10 +349,10 @@ def _block_columns(block: memoryview, schema: Any, cols: Sequence[str]) -> dict[
             out[col] = method
         elif col == "path":
             assert path is not None
-            out[col] = path[1]
+            out[col] = path[2]
         elif col == "route":
             assert path is not None and method is not None
-            out[col] = _routes(method, path[0])
+            out[col] = _routes(method, path[0], path[1])
         elif col == "outcome":
             out[col] = pc.dictionary_encode(first(col))
         else:
@@ -359,19 +374,57 @@ def _method(field: Any, n: int) -> Any:
     return method
 
 
-def _route_keys(field: Any, n: int, want_path: bool) -> tuple[Any, Any]:
-    """(per row a key for the route's path with ids collapsed: the collapsed URL, or
-    _NOT_A_URL + the collapsed path; per row the path, as _path_of has it, when `want_path`)."""
+def _route_keys(field: Any, n: int, want_path: bool) -> tuple[Any, Callable[[str], str], Any]:
+    """(per row a dictionary-encoded key for the route's path with ids collapsed, the path of
+    a key, the path per row as _path_of has it when `want_path`). Fast when every event is a
+    request to a plain URL (no query): ids are collapsed in the text after a common
+    `scheme://host/`, or else after each URL's host."""
+    import pyarrow.compute as pc
+
+    from ..analysis import collapse_segments
+
+    url = field((*_REQ, "url"))
+    prefix = _common_prefix(url) if url.null_count == 0 else None
+    if prefix is not None:
+        rest = pc.utf8_slice_codeunits(url, len(prefix))
+        keys = pc.dictionary_encode(collapse_segments(rest, first=0))
+        if not pc.any(pc.match_substring_regex(keys.dictionary, "[?#]")).as_py():
+            path = _plain_path(url) if want_path else None
+            return keys, lambda key: "/" + key, path
+    elif url.null_count == 0:
+        keys = pc.dictionary_encode(collapse_segments(url, first=3))
+        if pc.all(pc.match_substring_regex(keys.dictionary, _PLAIN_URL)).as_py():
+            path = _plain_path(url) if want_path else None
+            return keys, lambda key: _path_of(key) or "/", path
+    return _odd_route_keys(field, url, n, want_path)
+
+
+def _common_prefix(url: Any) -> str | None:
+    """`scheme://host/` when every URL starts with the first one's (one host behind a Worker)."""
+    import re
+
+    import pyarrow.compute as pc
+
+    if len(url) == 0:
+        return None
+    head = re.match(r"[a-z]+://[^/?#]*/", str(url[0].as_py()))
+    if head is None:
+        return None
+    starts = pc.starts_with(url, head.group(0))
+    return head.group(0) if starts.false_count == 0 and starts.null_count == 0 else None
+
+
+def _odd_route_keys(
+    field: Any, url: Any, n: int, want_path: bool
+) -> tuple[Any, Callable[[str], str], Any]:
+    """_route_keys for blocks with queries, queue and cron invocations or odd URLs."""
     import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
 
     from ..analysis import collapse_segments
 
-    url = field((*_REQ, "url"))
     plain = pc.fill_null(pc.match_substring_regex(url, _PLAIN_URL), False)
-    if plain.false_count == 0:  # every event a request to a plain URL: the fast case
-        return collapse_segments(url, first=3), _plain_path(url) if want_path else None
     # a query or fragment after scheme://host/...: cut it, the URL is plain then
     sound = pc.fill_null(pc.match_substring_regex(url, _SOUND_URL), False)
     url = pc.if_else(sound, pc.replace_substring_regex(url, r"[?#].*$", ""), url)
@@ -394,9 +447,13 @@ def _route_keys(field: Any, n: int, want_path: bool) -> tuple[Any, Any]:
         pa.scalar(_NOT_A_URL), collapse_segments(raw, first=1), ""
     )
     plain_url = pc.if_else(plain, url, pa.scalar("", pa.string()))
-    key = pc.if_else(plain, collapse_segments(plain_url, first=3), collapsed)
+    keys = pc.dictionary_encode(pc.if_else(plain, collapse_segments(plain_url, first=3), collapsed))
     path = pc.if_else(plain, _plain_path(plain_url), raw) if want_path else None
-    return key, path
+
+    def to_path(key: str) -> str:
+        return key[1:] if key.startswith(_NOT_A_URL) else (_path_of(key) or "/")
+
+    return keys, to_path, path
 
 
 def _plain_path(url: Any) -> Any:
@@ -406,26 +463,19 @@ def _plain_path(url: Any) -> Any:
     return pc.if_else(pc.equal(path, ""), "/", path)
 
 
-def _routes(method: Any, key: Any) -> Any:
+def _routes(method: Any, keys: Any, to_path: Callable[[str], str]) -> Any:
     """'METHOD /path' dictionary-encoded: codes per row, strings per distinct pair."""
     import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
 
     m = pc.dictionary_encode(pc.fill_null(method, ""))
-    k = pc.dictionary_encode(key)
-    width = max(1, len(k.dictionary))
-    pair = m.indices.to_numpy().astype(np.int64) * width + k.indices.to_numpy()
-    uniq, inverse = np.unique(pair, return_inverse=True)
-    methods, keys = m.dictionary.to_pylist(), k.dictionary.to_pylist()
-    names = []
-    for u in uniq.tolist():
-        loc = keys[u % width]
-        route_path = loc[1:] if loc.startswith(_NOT_A_URL) else (_path_of(loc) or "/")
-        names.append(f"{methods[u // width]} {route_path}")
-    return pa.DictionaryArray.from_arrays(
-        pa.array(np.asarray(inverse, dtype=np.int32)), pa.array(names, pa.string())
-    )
+    width = max(1, len(keys.dictionary))
+    pair = m.indices.to_numpy().astype(np.int64) * width + keys.indices.to_numpy()
+    pairs = pc.dictionary_encode(pa.array(pair))
+    methods, paths = m.dictionary.to_pylist(), [to_path(k) for k in keys.dictionary.to_pylist()]
+    names = [f"{methods[u // width]} {paths[u % width]}" for u in pairs.dictionary.to_pylist()]
+    return pa.DictionaryArray.from_arrays(pairs.indices, pa.array(names, pa.string()))
 
 
 def write_ndjson(events: Iterable[dict[str, Any]], path: Path | str) -> int:
