@@ -10,9 +10,10 @@ Every source gives the same columns (COLUMNS):
   trace-v1) for N seconds, and deletes the session.
 - `read_events(path)` reads a file. wrangler's json format is concatenated, 4-space
   indented JSON documents (not NDJSON); it is stream-parsed with JSONDecoder.raw_decode.
-  NDJSON asked only for the scalar columns goes through pyarrow's multi-threaded JSON
-  reader with an explicit schema (never inference: log messages mix strings, numbers,
-  objects and arrays, and lists are empty in early rows).
+  NDJSON asked only for the scalar columns goes through pyarrow's JSON reader, 2 MB blocks
+  on a thread pool, with an explicit schema of only the fields those columns need (never
+  inference: log messages mix strings, numbers, objects and arrays, and lists are empty in
+  early rows); routes come out as codes, with strings only for the distinct routes.
 """
 
 from __future__ import annotations
