@@ -133,3 +133,41 @@ def test_scattered_errors_after_a_deploy() -> None:
     )
     assert cause == "error-after-deploy" and "d3" in evidence[0] and remedy and "v2" in remedy
     assert diagnose(rate(True), fails)[0] == "unknown"  # no deployment to blame: not forced
+
+
+def test_a_stray_d1_error_does_not_outvote_the_bug_that_fails_most_requests() -> None:
+    # a healthy app's odd transient D1_ERROR rides along in any 15 minutes of logs
+    plan = deploys.rollback_plan(DEPLOYS, per_version((1000, 70), (9000, 12)), min_rate=0.05)
+    stray = Counter({"Error: D1_ERROR: Network connection lost.": 1})
+    bug = Counter({"RangeError: Invalid time value": 30, **stray})
+    fails = {**ALL, "GET /health": 1, "GET /manuscripts/:id": 2, "GET /manuscripts": 1}
+    assert diagnose(rate(True), fails, bug, plan)[0] == "error-after-deploy"
+    one = Counter({"TypeError: Cannot read properties of undefined (reading 'score')": 89, **stray})
+    cause = diagnose(rate(True), {**ALL, "GET /manuscripts/:id/analysis": 6}, one, plan)[0]
+    assert cause == "one-endpoint-broken"
+    # D1 errors that are most of the errors still name D1
+    overload = Counter({"Error: D1_ERROR: timeout": 20, "RangeError: Invalid time value": 3})
+    assert diagnose(rate(True), {**ALL, "GET /manuscripts": 3}, overload)[0] == "d1-overload"
+    assert her.storage_errors(bug) == (Counter(), Counter())
+
+
+def test_the_history_stands_for_probes_only_under_a_sustained_error_rate(monkeypatch: Any) -> None:
+    history = pd.DataFrame(
+        [{"route": "GET /manuscripts/:id/analysis", "url": "https://x/m/1/analysis",
+          "path": "/m/1/analysis", "outcome": "exception", "status": 500, "wall_ms": 40.0,
+          "exceptions": "Error: D1_ERROR: Network connection lost.", "logs": "", "version": "v3"}]
+        + [{"route": "GET /health", "url": "https://x/health", "path": "/health", "outcome": "ok",
+            "status": 200, "wall_ms": 10.0, "exceptions": "", "logs": "", "version": "v3"}] * 20
+    )  # fmt: skip
+
+    class P:
+        def setting(self, name: str) -> Any:
+            return [{"route": "GET /health"}, {"route": "GET /manuscripts/:id/analysis"}]
+
+    probed = (pd.DataFrame(), pd.DataFrame(), 1)
+    monkeypatch.setattr(her, "probe_rounds", lambda *a, **k: probed)
+    kw: dict[str, Any] = {"repeat": 1, "timeout_s": 1.0, "max_rounds": 1}
+    # 0.5 % errors: the one failed request is noise, so the routes are probed
+    assert her.read_or_probe(P(), rate(False), history, **kw) is probed  # type: ignore[arg-type]
+    probes, events, rounds = her.read_or_probe(P(), rate(True), history, **kw)  # type: ignore[arg-type]
+    assert rounds == 0 and int(probes["failed"].sum()) == 1 and events is history

@@ -120,3 +120,33 @@ def test_cold_start_is_judged_over_the_window_even_when_the_last_minutes_are_war
     )
     assert sr.diagnose(recent=_window(800, 1600), baseline=_window(800, 1600), checks=[], latencies={},
                        probe_p95={}, cold=rare, budget_ms=2000)[0] == "healthy"  # fmt: skip
+
+
+def test_the_baseline_sizes_are_the_typical_hour_not_the_incident() -> None:
+    # the payload grew 40 minutes ago: the day before the last 10 minutes holds 30 minutes
+    # of it, enough to be that day's top percent, but only its last hour or so
+    hours = pd.date_range("2026-11-22T17:00Z", periods=24, freq="h")
+    hourly = pd.DataFrame({"ts": hours, "requests": 700, "body_p50": 1400.0, "body_p99": 6600.0})
+    hourly.loc[23, "body_p99"] = 390_000.0
+    hourly.loc[3, "requests"] = 5  # a near-empty hour says nothing about sizes
+    hourly.loc[3, "body_p99"] = 900_000.0
+    day = sr.Window(16000, 45, 900, 1650, 1395, 322_680)
+    base = sr.typical_sizes(day, hourly)
+    assert base.body_p99 == 6600.0 and base.body_p50 == 1400.0 and base.p99_ms == 1650
+    assert sr.payload_grew(_window(1000, 1500, body99=397_080), base)
+    assert sr.typical_sizes(day, hourly.iloc[0:0]) == day
+
+
+def test_cold_starts_that_put_the_p95_over_budget() -> None:
+    # 3 of 34 requests (9%) are slow, all right after idle gaps: the window's P95 is over budget
+    cold = sr.ColdStarts(
+        requests=34, after_idle=5, slow=3, slow_after_idle=3, idle_p50_ms=3142, warm_p50_ms=46
+    )
+    cause = sr.diagnose(recent=_window(700, 1000, n=11), baseline=_window(800, 1600), checks=[],
+                        latencies={}, probe_p95={}, cold=cold, budget_ms=2000)[0]  # fmt: skip
+    assert cause == "cold-start"
+    few = sr.ColdStarts(
+        requests=80, after_idle=5, slow=3, slow_after_idle=3, idle_p50_ms=3142, warm_p50_ms=46
+    )
+    assert sr.diagnose(recent=_window(700, 1000), baseline=_window(800, 1600), checks=[],
+                       latencies={}, probe_p95={}, cold=few, budget_ms=2000)[0] == "healthy"  # fmt: skip

@@ -46,6 +46,19 @@ D1_PATTERN = re.compile(r"D1_ERROR|D1 (?:DB|database)|SQLITE_BUSY", re.IGNORECAS
 R2_PATTERN = re.compile(
     r"\b(?:get|put|head|list|delete): .*\(1\d{4}\)|\bR2\b|internal error.*\(10001\)", re.IGNORECASE
 )
+# D1 or R2 is the cause only when its errors are most of the errors: a healthy app's odd
+# transient D1_ERROR shows up in any stretch of logs, beside whatever else is failing
+DOMINANT_SHARE = 0.5
+
+
+def storage_errors(errors: Counter[str]) -> tuple[Counter[str], Counter[str]]:
+    """(D1 errors, R2 errors) among `errors`, each kept only when it is most of them."""
+    total = sum(errors.values())
+    out = []
+    for pattern in (D1_PATTERN, R2_PATTERN):
+        part = Counter({t: c for t, c in errors.items() if pattern.search(t)})
+        out.append(part if part and sum(part.values()) >= DOMINANT_SHARE * total else Counter())
+    return out[0], out[1]
 
 
 # ---- the error rate ----------------------------------------------------------------------
@@ -161,8 +174,7 @@ def diagnose(
              f"probes: {probed} sent, none failed ({probe_text})"],
             None,
         )  # fmt: skip
-    d1 = Counter({t: c for t, c in errors.items() if D1_PATTERN.search(t)})
-    r2 = Counter({t: c for t, c in errors.items() if R2_PATTERN.search(t)})
+    d1, r2 = storage_errors(errors)
     if d1 and sum(d1.values()) >= sum(r2.values()):
         where = [r.route for r in failing]
         return (
@@ -307,14 +319,19 @@ def read_or_probe(
     timeout_s: float,
     max_rounds: int,
 ) -> tuple[pd.DataFrame, pd.DataFrame, int]:
-    """(probes, events, rounds). When the recent history (Workers Logs) already shows D1
-    or R2 errors, its requests to the probed routes stand for the probes (rounds 0):
-    no need to wait for the failing routes again. Otherwise probe while tailing."""
-    if history is not None and len(history):
-        texts = tail_errors(history)
-        if any(D1_PATTERN.search(t) or R2_PATTERN.search(t) for t in texts):
-            routes = [str(t["route"]) for t in (p.setting("app.probes") or [])]
-            return history_probes(history, routes), history, 0
+    """(probes, events, rounds). When the error rate is above the threshold and the recent
+    history (Workers Logs) shows that most of its errors are D1 or R2 errors, its requests
+    to the probed routes stand for the probes (rounds 0): no need to wait for the failing
+    routes again. Otherwise probe while tailing: below the threshold, the history's odd
+    failed request is a healthy app's noise, not a failing route."""
+    if (
+        rate.sustained
+        and history is not None
+        and len(history)
+        and any(storage_errors(tail_errors(history)))
+    ):
+        routes = [str(t["route"]) for t in (p.setting("app.probes") or [])]
+        return history_probes(history, routes), history, 0
     return probe_rounds(p, rate, repeat=repeat, timeout_s=timeout_s, max_rounds=max_rounds)
 
 

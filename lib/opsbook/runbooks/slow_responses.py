@@ -10,7 +10,7 @@ requests (cold starts).
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
@@ -37,6 +37,8 @@ NO_REMEDY = {
 _INDEX_DDL = re.compile(
     r"CREATE\s+INDEX\s+(?:IF\s+NOT\s+EXISTS\s+)?(\w+)\s+ON\s+(\w+)\s*\(([^)]*)\)", re.IGNORECASE
 )
+# the budget is a P95: slow requests that are this share of the window put it over budget
+P95_SHARE = 0.05
 _LATENCY = re.compile(r'latency_ms"?\s*[:=]\s*(\d+(?:\.\d+)?)')
 
 
@@ -191,15 +193,30 @@ def window_of(frame: pd.DataFrame) -> Window:
 
 
 def windows(p: Platform, minutes: int, baseline_hours: int = 24) -> tuple[Window, Window]:
-    """(the last `minutes`, the `baseline_hours` before them) as single aggregates."""
+    """(the last `minutes`, the `baseline_hours` before them) as single aggregates; the
+    baseline's response sizes are those of its typical hour (`typical_sizes`)."""
     from datetime import UTC, datetime, timedelta
 
     from .signals import invocations
 
     now = datetime.now(UTC)
     recent = invocations(p, minutes, bucket="date", now=now)
-    base = invocations(p, baseline_hours * 60, bucket="date", now=now - timedelta(minutes=minutes))
-    return window_of(_collapse(recent)), window_of(_collapse(base))
+    end = now - timedelta(minutes=minutes)
+    base = window_of(_collapse(invocations(p, baseline_hours * 60, bucket="date", now=end)))
+    hourly = invocations(p, baseline_hours * 60, bucket="datetimeHour", now=end)
+    return window_of(_collapse(recent)), typical_sizes(base, hourly)
+
+
+def typical_sizes(base: Window, hourly: pd.DataFrame, min_requests: int = 20) -> Window:
+    """`base` with the response sizes of its median hour. A change that began an hour ago
+    (the incident itself) also falls inside the day before the last minutes: in the whole
+    day's P99 it can be the top percent, but it moves only the hours since it began."""
+    busy = hourly[hourly["requests"] >= min_requests] if len(hourly) else hourly
+    if not len(busy):
+        return base
+    return replace(
+        base, body_p50=float(busy["body_p50"].median()), body_p99=float(busy["body_p99"].median())
+    )
 
 
 def _collapse(frame: pd.DataFrame) -> pd.DataFrame:
@@ -332,7 +349,7 @@ def diagnose(
             "large-payload",
             [
                 f"responseBodySize P99 {recent.body_p99 / 1024:.0f} KB now vs "
-                f"{baseline.body_p99 / 1024:.1f} KB over the day before "
+                f"{baseline.body_p99 / 1024:.1f} KB in a typical hour of the day before "
                 f"({recent.body_p99 / baseline.body_p99:.0f}x); P50 {recent.body_p50 / 1024:.1f} KB "
                 f"vs {baseline.body_p50 / 1024:.1f} KB",
                 lat,
@@ -342,7 +359,7 @@ def diagnose(
     if (
         cold.slow >= 2
         and cold.slow_after_idle >= 0.8 * cold.slow
-        and cold.slow >= 0.1 * cold.requests
+        and cold.slow >= P95_SHARE * cold.requests
     ):
         return (
             "cold-start",
