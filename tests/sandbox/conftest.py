@@ -20,6 +20,7 @@ import pytest
 
 from opsbook import sandbox as sandbox_api
 from opsbook.clients.cloudflare import Cloudflare
+from opsbook.sandbox import faultctl
 from opsbook.sandbox.state import State
 
 KEEP = {".lock", ".last_port", "server.log"}
@@ -69,15 +70,18 @@ def sandbox(
 @pytest.fixture
 def fresh_sandbox(
     sandbox: sandbox_api.SandboxInfo, sandbox_pristine: Path
-) -> sandbox_api.SandboxInfo:
+) -> Iterator[sandbox_api.SandboxInfo]:
     """The session sandbox, restarted on a pristine copy of its state. The session's
-    SandboxInfo is updated in place (pid, ports), so later tests see the new server."""
+    SandboxInfo is updated in place (pid, ports), so later tests see the new server.
+    Faults the test left marked active are healed afterwards, so tests that share the
+    session sandbox never inherit one (a rollback fixes the symptom, not the mark)."""
     sandbox_api.stop(sandbox.state_dir)
     _restore(sandbox_pristine, sandbox.state_dir)
     restarted = sandbox_api.start(sandbox.state_dir)
     for f in dataclasses.fields(restarted):
         setattr(sandbox, f.name, getattr(restarted, f.name))
-    return sandbox
+    yield sandbox
+    faultctl.heal(State(sandbox.state_dir))
 
 
 def cloudflare_client(info: sandbox_api.SandboxInfo) -> Cloudflare:

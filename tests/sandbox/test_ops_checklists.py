@@ -33,7 +33,7 @@ def test_verdict_names_failed_items_and_ignores_warn_and_manual() -> None:
     assert verdict(items[:3])[0] == "healthy"
 
 
-def test_daily_checklist_passes_on_the_healthy_sandbox(sandbox: SandboxInfo) -> None:
+def test_daily_checklist_passes_on_the_healthy_sandbox(fresh_sandbox: SandboxInfo) -> None:
     result = opsbook.run("checklist-daily", env="local")
     assert (result.status, result.exit_code) == ("completed", 0), result.record.get("error")
     assert result.record["verdict"]["cause"] == "healthy"
@@ -48,7 +48,9 @@ def test_daily_checklist_passes_on_the_healthy_sandbox(sandbox: SandboxInfo) -> 
     assert {m["message"].split(":", 1)[0] for m in manual} >= {"Sentry", "UptimeRobot", "4xx spike"}
 
 
-def test_daily_checklist_passes_on_the_healthy_peptalk_sandbox(sandbox: SandboxInfo) -> None:
+def test_daily_checklist_passes_on_the_healthy_peptalk_sandbox(
+    fresh_sandbox: SandboxInfo,
+) -> None:
     result = opsbook.run("checklist-daily", env="local-peptalk")
     assert (result.status, result.exit_code) == ("completed", 0), result.record.get("error")
     assert result.record["verdict"]["cause"] == "healthy", result.record["verdict"]

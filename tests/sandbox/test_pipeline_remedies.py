@@ -56,19 +56,19 @@ def logs_since(state: State, since_ms: int) -> str:
     return "\n".join(r["logs"] for r in traffic.rows(state, "peptalk-api", since_ms))
 
 
-def test_a_transient_pubmed_timeout_is_fixed_by_a_rerun(sandbox: Info) -> None:
-    state = State(sandbox.state_dir)
+def test_a_transient_pubmed_timeout_is_fixed_by_a_rerun(fresh_sandbox: Info) -> None:
+    state = State(fresh_sandbox.state_dir)
     faultctl.break_fault(state, "pubmed-timeout", {})
     try:
         failed = newest(state, "BPC-157")
         assert failed["status"] == "failed" and failed["error"].startswith("PubMed API timeout")
         since = int(time.time() * 1000)
-        (result,) = rerun(sandbox, ["BPC-157"])
+        (result,) = rerun(fresh_sandbox, ["BPC-157"])
         assert result["ok"], result
         now = newest(state, "BPC-157")
         assert now["id"] > failed["id"] and now["status"] == "success"
         assert now["page_version"] == failed["page_version"] + 1
-        with cf(sandbox) as c:
+        with cf(fresh_sandbox) as c:
             pdf = c.r2_object_info("peptalk-pdfs", "pdfs/bpc-157.pdf")
             assert c.r2_object_info("peptalk-pdfs", "pdfs/no-such-peptide.pdf") is None
         assert pdf and pdf["size"] > 0 and pdf["etag"]
@@ -80,23 +80,23 @@ def test_a_transient_pubmed_timeout_is_fixed_by_a_rerun(sandbox: Info) -> None:
     assert faultctl.active(state) == []
 
 
-def test_an_llm_outage_that_has_not_ended_fails_the_rerun_again(sandbox: Info) -> None:
-    state = State(sandbox.state_dir)
+def test_an_llm_outage_that_has_not_ended_fails_the_rerun_again(fresh_sandbox: Info) -> None:
+    state = State(fresh_sandbox.state_dir)
     faultctl.break_fault(state, "llm-error", {"recovers_in_minutes": "30"})
     try:
-        (result,) = rerun(sandbox, ["BPC-157"])
+        (result,) = rerun(fresh_sandbox, ["BPC-157"])
         assert not result["ok"] and result["error"] == "LLM API error: 529 overloaded_error"
-        assert rerun(sandbox, ["TB-500"])[0]["ok"]  # only the named peptide was hit
+        assert rerun(fresh_sandbox, ["TB-500"])[0]["ok"]  # only the named peptide was hit
     finally:
         faultctl.heal(state, "llm-error")
     assert newest(state, "BPC-157")["status"] == "success"
 
 
-def test_a_compliance_failure_is_not_fixed_by_a_rerun(sandbox: Info) -> None:
-    state = State(sandbox.state_dir)
+def test_a_compliance_failure_is_not_fixed_by_a_rerun(fresh_sandbox: Info) -> None:
+    state = State(fresh_sandbox.state_dir)
     faultctl.break_fault(state, "compliance-failed", {})
     try:
-        (result,) = rerun(sandbox, ["BPC-157"])
+        (result,) = rerun(fresh_sandbox, ["BPC-157"])
         assert not result["ok"] and result["error"].startswith("Compliance check failed")
     finally:
         faultctl.heal(state, "compliance-failed")
