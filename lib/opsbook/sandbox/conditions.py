@@ -13,7 +13,7 @@ it started (`since_ms`), so history regenerated from an onset and live requests 
     d1:<database>        {"load": 0.3}                        overload: heavy queries time out
     r2:<bucket>          {"error_rate": 0.35}                 R2 internal errors
     mail                 {"down": true}                       the mail provider answers 503
-    visitors:<script>    {"volume": 0.04}                     visitor volume factor
+    visitors:<script>    {"volume": 4.0} or {"per_minute": 0.3} visitor volume factor, or a flat rate
     attack:<script>      {...}                                unusual callers (security faults)
 
 Runbooks never read this table: they see its effects in the apps' responses, logs and

@@ -135,10 +135,11 @@ class Generator:
     def minute(self, m: int, last_ms: int) -> tuple[list[trace.Invocation], int]:
         rng = random.Random(f"{self.seed}:{self.profile.worker}:{m}")
         t0 = m * 60_000
-        volume = conditions.active(self.base.conds, f"visitors:{self.profile.worker}", t0)
-        lam = (
-            PEAK_PER_MIN[self.profile.name] * diurnal(m) * float((volume or {}).get("volume", 1.0))
-        )
+        visitors = conditions.active(self.base.conds, f"visitors:{self.profile.worker}", t0) or {}
+        if "per_minute" in visitors:  # a flat rate, whatever the hour (sparse traffic)
+            lam = float(visitors["per_minute"])
+        else:
+            lam = PEAK_PER_MIN[self.profile.name] * diurnal(m) * float(visitors.get("volume", 1.0))
         times = sorted(t0 + rng.randrange(60_000) for _ in range(poisson(rng, lam)))
         out: list[trace.Invocation] = []
         for at in times:

@@ -128,9 +128,10 @@ def apply_slow_upstream(state: State, options: dict[str, Any]) -> None:
 def apply_cold_start(state: State, options: dict[str, Any]) -> None:
     p = profile_of(options)
     data = {
-        # sparse enough that many requests follow a 3-minute idle gap even at the daily
-        # peak, and every cold start (x0.8-1.6 in the model) lands over the 2 s budget
-        "volume": number(options, "volume", 0.02),
+        # a flat, sparse rate whatever the hour (a diurnal factor would leave almost no
+        # visitors at the 04:00 UTC trough): about 40 % of requests follow a 3-minute idle
+        # gap, and every cold start (x0.8-1.6 in the model) lands over the 2 s budget
+        "per_minute": number(options, "per_minute", 0.3),
         "cold_start_ms": number(options, "cold_start_ms", 2600),
     }
     set_condition(
@@ -198,7 +199,7 @@ for _name, _summary, _symptom, _runbook, _apply, _heal, _profiles, _options in (
     ("cold-start", "Few visitors: most requests land on a cold isolate (slow cold starts only).",
      "Traffic is sparse; the slow requests are exactly the first ones after idle gaps.",
      "slow-responses", apply_cold_start, lambda s: clear_condition(s, "cold-start"), BOTH,
-     {"volume": "visitor volume factor (default 0.02)", "cold_start_ms": "cold start time (default 2600)"}),
+     {"per_minute": "visitors per minute, flat (default 0.3)", "cold_start_ms": "cold start time (default 2600)"}),
     ("rate-limited", "The Anthropic API answers 429 to most analysis jobs.",
      "The analysis queue backs up; consumer logs show 'rate limited (429), retrying'.",
      "queue-backlog", apply_rate_limited, lambda s: clear_condition(s, "rate-limited"), ("manuscript",),
