@@ -153,3 +153,31 @@ def test_affected_users_counts_distinct_clients_from_a_tail_export(tmp_path: Pat
     anonymous = tmp_path / "anon.ndjson"
     anonymous.write_text(json.dumps(_trace(start, 500, None)) + "\n")
     assert affected_users("local", start, end, traffic=anonymous) is None
+
+
+def test_entries_recorded_in_the_same_millisecond_keep_the_order_they_happened(
+    tmp_path: Path,
+) -> None:
+    """A finding inside a step and the step's end often share a timestamp on a fast run."""
+    from opsbook.postmortem import timeline
+
+    at = "2026-11-23T10:00:00.123+00:00"
+    record = {
+        "run": {
+            "id": "r1",
+            "runbook": "api-down",
+            "env": "local",
+            "operator": "t",
+            "started": "2026-11-23T10:00:00.000+00:00",
+            "ended": "2026-11-23T10:00:01.000+00:00",
+        },
+        "steps": [{"title": "Probe", "status": "passed", "ended": at, "seq": 3}],
+        "findings": [{"severity": "error", "message": "HTTP 500", "at": at, "seq": 2}],
+        "verdict": {"cause": "bad-deploy", "meaning": "a deploy", "at": at, "seq": 4},
+        "actions": [
+            {"id": "rollback", "risk": "reversible", "mode": "dry-run", "at": at, "seq": 1}
+        ],
+    }
+    entries, *_ = timeline([(record, tmp_path / "run")], tmp_path)
+    kinds = [e.kind for e in entries]
+    assert kinds == ["detected", "run", "action", "finding", "step", "verdict", "closed"]

@@ -79,6 +79,8 @@ class Entry:
     at: datetime
     text: str
     kind: str  # detected | run | step | finding | verdict | action | restored | closed
+    # (run number, event seq): breaks ties between entries recorded in the same millisecond
+    order: tuple[int, int] = (-1, 0)
 
 
 @dataclass
@@ -115,6 +117,12 @@ class IncidentReport:
 def _utc(value: Any) -> datetime:
     dt = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
     return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
+
+
+def _seq(event: dict[str, Any]) -> int:
+    """The event's place in its run (records before seq existed sort by kind order)."""
+    seq = event.get("seq")
+    return seq if isinstance(seq, int) else 0
 
 
 def _hours_minutes(seconds: float) -> str:
@@ -205,13 +213,19 @@ def timeline(
                 f"{what}: {md(run['runbook'])} on {md(run.get('env'))} by "
                 f"{md(run.get('operator'))} ([run {run['id']}]({link}))",
                 "run",
+                (i, -1),
             )
         )
         for s in record.get("steps") or []:
             if s.get("ended"):
                 error = f" ({md(s['error'])})" if s.get("error") else ""
                 entries.append(
-                    Entry(_utc(s["ended"]), f"Step {md(s['title'])}: {s['status']}{error}", "step")
+                    Entry(
+                        _utc(s["ended"]),
+                        f"Step {md(s['title'])}: {s['status']}{error}",
+                        "step",
+                        (i, _seq(s)),
+                    )
                 )
         check = record.get("verification") or {}
         if (
@@ -225,13 +239,17 @@ def timeline(
                     _utc(check["at"]),
                     f"Service restored: verified ({md(check.get('what') or 'the symptom is gone')})",
                     "restored",
+                    (i, _seq(check)),
                 )
             )
         for f in record.get("findings") or []:
             if f.get("severity") in WARNING_PLUS and f.get("at"):
                 entries.append(
                     Entry(
-                        _utc(f["at"]), f"Finding ({f['severity']}): {md(f['message'])}", "finding"
+                        _utc(f["at"]),
+                        f"Finding ({f['severity']}): {md(f['message'])}",
+                        "finding",
+                        (i, _seq(f)),
                     )
                 )
         for a in record.get("actions") or []:
@@ -247,29 +265,35 @@ def timeline(
                 text = f"Action failed: {label} {md(a.get('error'))}"
             else:
                 text = f"Action {label}: {mode}"
-            entries.append(Entry(at, text, "action"))
+            entries.append(Entry(at, text, "action", (i, _seq(a))))
         verdict = record.get("verdict")
         if verdict and verdict.get("at"):
             at, cause = _utc(verdict["at"]), verdict.get("cause")
             meaning = md(verdict.get("meaning") or "")
             if cause not in ("healthy", "unknown"):
                 entries.append(
-                    Entry(at, f"Root cause identified: {md(cause)}, {meaning}", "verdict")
+                    Entry(
+                        at,
+                        f"Root cause identified: {md(cause)}, {meaning}",
+                        "verdict",
+                        (i, _seq(verdict)),
+                    )
                 )
             else:
-                entries.append(Entry(at, f"Verdict: {md(cause)}, {meaning}", "verdict"))
+                text = f"Verdict: {md(cause)}, {meaning}"
+                entries.append(Entry(at, text, "verdict", (i, _seq(verdict))))
             if cause == "healthy" and applied_at is not None and at >= applied_at:
                 text = f"Service restored: healthy verdict from {md(run['runbook'])}"
-                restored.append(Entry(at, text, "restored"))
+                restored.append(Entry(at, text, "restored", (i, _seq(verdict))))
     recovered = None
     if restored:
-        first = min(restored, key=lambda e: e.at)
+        first = min(restored, key=lambda e: (e.at, e.order))
         recovered = first.at
         entries.append(first)
     ends = [_utc(r["run"]["ended"]) for r, _ in runs if r["run"].get("ended")]
     closed = max(ends) if ends else max(starts)
-    entries.append(Entry(closed, "Incident closed (the last run ended)", "closed"))
-    entries.sort(key=lambda e: e.at)  # stable: same-time entries keep their order
+    entries.append(Entry(closed, "Incident closed (the last run ended)", "closed", (len(runs), 0)))
+    entries.sort(key=lambda e: (e.at, e.order))
     return entries, detected, recovered, closed
 
 

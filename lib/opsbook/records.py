@@ -83,12 +83,12 @@ def build(
     context = read_context(run_dir)
     events = read_events(run_dir)
     steps = [
-        {k: e.get(k) for k in ("title", "status", "started", "ended", "duration_s", "error")}
+        {k: e.get(k) for k in ("title", "status", "started", "ended", "duration_s", "error", "seq")}
         for e in events
         if e.get("type") == "step"
     ]
     findings = [
-        {k: e.get(k) for k in ("severity", "message", "evidence", "step", "at")}
+        {k: e.get(k) for k in ("severity", "message", "evidence", "step", "at", "seq")}
         for e in events
         if e.get("type") == "finding"
     ]
@@ -96,7 +96,7 @@ def build(
     verdict = None
     if verdicts:
         last = verdicts[-1]
-        verdict = {k: last.get(k) for k in ("cause", "meaning", "evidence", "remedy", "at")}
+        verdict = {k: last.get(k) for k in ("cause", "meaning", "evidence", "remedy", "at", "seq")}
     actions = [
         {
             k: e.get(k)
@@ -111,13 +111,14 @@ def build(
                 "approve_with",
                 "key",
                 "at",
+                "seq",
             )
         }
         for e in events
         if e.get("type") == "action"
     ]
     verifications = [
-        {k: e.get(k) for k in ("passed", "what", "evidence", "at")}
+        {k: e.get(k) for k in ("passed", "what", "evidence", "at", "seq")}
         for e in events
         if e.get("type") == "verification"
     ]

@@ -69,7 +69,8 @@ class Session:
     current_step: str | None = None
 
     def record(self, event: dict[str, Any]) -> None:
-        event = {"at": iso(), **event}
+        # seq orders events recorded within the same millisecond (timestamps tie on fast runs)
+        event = {"at": iso(), "seq": len(self.events), **event}
         if self.current_step and "step" not in event and event["type"] != "step":
             event["step"] = self.current_step
         self.events.append(event)
