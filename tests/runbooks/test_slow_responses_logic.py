@@ -78,6 +78,17 @@ def test_cold_starts_are_the_requests_after_idle_gaps() -> None:
     assert cold.warm_p50_ms < 100
 
 
+def test_requests_that_wait_for_a_starting_isolate_count_with_its_cold_start() -> None:
+    t0 = pd.Timestamp("2026-11-23T10:00:00Z")
+    # a burst after idle: the second request queued behind the cold start (3 s later) is
+    # slow too; a slow request a minute into warm traffic is not a cold start
+    rows = [(0, 2600), (0.05, 2300), (1, 40), (2, 2400), (6, 2700), (6.5, 50)]
+    frame = pd.DataFrame({"ts": [t0 + pd.Timedelta(minutes=m) for m, _ in rows],
+                          "requests": 1, "wall_p50_ms": [w for _, w in rows]})  # fmt: skip
+    cold = sr.cold_starts(frame, idle_minutes=3, budget_ms=2000)
+    assert (cold.requests, cold.after_idle, cold.slow, cold.slow_after_idle) == (6, 2, 4, 3)
+
+
 def test_upstream_latency_comes_from_logged_latency_ms() -> None:
     event = {"eventTimestamp": 1, "outcome": "ok", "logs": [
         {"level": "log", "message": ["anthropic", {"model": "m", "latency_ms": 6421}]},

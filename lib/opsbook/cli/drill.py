@@ -81,15 +81,17 @@ def drill(
         extra = f"  [red]{outcome.error}[/]" if outcome.error else ""
         if outcome.missing_evidence:
             extra += f"  [red]evidence lacks {', '.join(outcome.missing_evidence)}[/]"
+        if not outcome.case.fault:
+            remedy = ""
+        elif outcome.no_remedy:
+            remedy = f", no operator remedy ({outcome.no_remedy})"
+        elif outcome.remedy_verified:
+            remedy = f", remedy {', '.join(outcome.remedy)} verified"
+        else:
+            remedy = ", remedy NOT verified"
         c.print(
             f"{mark} [{i}/{n}] {outcome.case.name}: verdict {outcome.verdict or '-'} "
-            f"(expected {outcome.case.expected}), {ttv}"
-            + (
-                f", remedy {'verified' if outcome.remedy_verified else 'NOT verified'}"
-                if outcome.case.fault
-                else ""
-            )
-            + extra,
+            f"(expected {outcome.case.expected}), {ttv}{remedy}{extra}",
             soft_wrap=True,
         )
 

@@ -249,16 +249,24 @@ class ColdStarts:
     warm_p50_ms: float
 
 
+# Requests that arrive while an isolate is still starting wait for it too: a slow request
+# this soon after the one that ended an idle gap is part of that cold start.
+COLD_START_SPAN_S = 10.0
+
+
 def cold_starts(per_second: pd.DataFrame, idle_minutes: float, budget_ms: float) -> ColdStarts:
-    """Per-second analytics rows -> how many slow requests came right after idle gaps."""
+    """Per-second analytics rows -> how many slow requests came right after idle gaps
+    (the request that ended the gap, or one within COLD_START_SPAN_S of it)."""
     if per_second.empty:
         return ColdStarts(0, 0, 0, 0, 0.0, 0.0)
     df = per_second.sort_values("ts").reset_index(drop=True)
     gap = df["ts"].diff().dt.total_seconds().div(60)
     idle = gap.isna() | (gap >= idle_minutes)
+    since_gap = (df["ts"] - df["ts"].where(idle).ffill()).dt.total_seconds()
+    starting = idle | (since_gap <= COLD_START_SPAN_S)
     slow = df["wall_p50_ms"] > budget_ms
     return ColdStarts(
-        int(df["requests"].sum()), int(idle.sum()), int(slow.sum()), int((slow & idle).sum()),
+        int(df["requests"].sum()), int(idle.sum()), int(slow.sum()), int((slow & starting).sum()),
         float(df.loc[idle, "wall_p50_ms"].median()) if idle.any() else 0.0,
         float(df.loc[~idle, "wall_p50_ms"].median()) if (~idle).any() else 0.0,
     )  # fmt: skip
