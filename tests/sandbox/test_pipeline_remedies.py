@@ -128,3 +128,23 @@ def test_a_revoked_llm_key_fails_until_the_new_key_is_put(
     finally:
         faultctl.heal(state, "llm-error")
     assert faultctl.active(state) == []
+
+
+def test_the_scheduled_run_holds_off_while_maintenance_mode_is_on(fresh_sandbox: Info) -> None:
+    state = State(fresh_sandbox.state_dir)
+    before = newest(state, "BPC-157")
+    namespace = "feature-flags"  # bound as FLAGS, one key per Worker
+    with cf(fresh_sandbox) as c:
+        c.kv_put(namespace, "flag:maintenance:peptalk-api", "true")
+        try:
+            since = int(time.time() * 1000)
+            r = httpx.post(f"{fresh_sandbox.base_url}/apps/peptalk/__scheduled", json={},
+                           timeout=120)  # fmt: skip
+            assert r.status_code == 200 and r.json()["results"] == []
+            assert "maintenance mode is on" in r.json()["skipped"]
+            assert newest(state, "BPC-157") == before  # no pipeline_runs row, no page bump
+            assert "nightly-ingest skipped: maintenance mode is on" in logs_since(state, since)
+        finally:
+            c.kv_delete(namespace, "flag:maintenance:peptalk-api")
+    (result,) = rerun(fresh_sandbox, ["BPC-157"])
+    assert result["ok"] and newest(state, "BPC-157")["id"] > before["id"]

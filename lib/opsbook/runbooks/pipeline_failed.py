@@ -310,8 +310,10 @@ def run_retry(p: Platform, names: list[str], tail_seconds: float = 10) -> dict[s
         if head.startswith("Pipeline ") and head.split(" for ", 1)[-1].split(":")[0] in wanted
     ]
     results = answer.get("results", []) if isinstance(answer, dict) else []
+    skipped = answer.get("skipped") if isinstance(answer, dict) else None
     return {
         "peptides": names,
+        **({"skipped": f"the Worker did not run the pipeline: {skipped}"} if skipped else {}),
         "succeeded": [r["peptide"] for r in results if r.get("ok")],
         "failed": {r["peptide"]: r.get("error") for r in results if not r.get("ok")},
         "tail": lines[:LIST_MAX] or ["(no matching log line reached the tail)"],

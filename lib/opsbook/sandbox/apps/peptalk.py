@@ -26,9 +26,10 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from .. import cf_r2, d1data, stripe_webhooks
-from . import manuscript
+from ..platform_view import snapshot
+from . import maintenance, manuscript
 from .common import AppError, Ctx, require_session, serve
-from .pipeline import run_pipeline
+from .pipeline import CRON, run_pipeline, skip_run
 
 PROFILE = "peptalk"
 DB = "peptalk-production-db"
@@ -222,8 +223,15 @@ async def scheduled(request: Request) -> Response:
 
     body = await request.body()
     only = json.loads(body).get("peptides") if body.strip() else None
-    results = run_pipeline(from_request(request), only=only)
-    return JSONResponse({"cron": "0 2 * * *", "results": results})
+    state = from_request(request)
+    # like every write path, the pipeline holds off while maintenance mode is on
+    mode = await asyncio.to_thread(maintenance.read, state, snapshot(state, PROFILE))
+    if mode.on:
+        why = "maintenance mode is on" + (f" until {mode.until}" if mode.until else "")
+        await asyncio.to_thread(skip_run, state, why)
+        return JSONResponse({"cron": CRON, "results": [], "skipped": why})
+    results = await asyncio.to_thread(run_pipeline, state, None, only)
+    return JSONResponse({"cron": CRON, "results": results})
 
 
 async def login(ctx: Ctx) -> Response:
