@@ -20,7 +20,7 @@ from opsbook.clients.cloudflare import Cloudflare
 from opsbook.errors import ApiError
 from opsbook.platform import Platform
 from opsbook.runbooks import security_actions as sx
-from opsbook.sandbox import SandboxInfo, faultctl, trace, traffic
+from opsbook.sandbox import SandboxInfo, cf_firewall, faultctl, trace, traffic
 from opsbook.sandbox import workers_model as wm
 from opsbook.sandbox.faults.traffic import BRUTE_IPS
 from opsbook.sandbox.profiles import PROFILES
@@ -263,9 +263,38 @@ def test_a_rotated_admin_key_is_refused(
     faultctl.heal(state, "leaked-secret")
 
 
+def test_a_deleted_rule_still_applies_to_the_minutes_it_lived(fresh_sandbox: SandboxInfo) -> None:
+    """Rebuilt traffic history sees the edge as it was: blocked while the rule lived."""
+    info, ip = fresh_sandbox, "203.0.113.50"
+    with Cloudflare(
+        info.urls()["cloudflare"], info.account_id, info.credentials["OPSBOOK_SANDBOX_TOKEN"]
+    ) as cf:
+        rule = block(cf, ip)
+        time.sleep(0.05)
+        assert cf.call("DELETE", rules_path(cf, rule["id"])) == {"id": rule["id"]}
+        assert rule["id"] not in {r["id"] for r in cf.call("GET", rules_path(cf))}
+        again = block(cf, ip)  # a new rule for the same IP is not a duplicate of the deleted one
+        cf.call("DELETE", rules_path(cf, again["id"]))
+    state = State(info.state_dir)
+    assert cf_firewall.load_rules(state) == []
+    (old,) = [r for r in cf_firewall.history_rules(state) if r.id == rule["id"]]
+    assert old.deleted_ms is not None and old.created_ms < old.deleted_ms
+    during, after = (old.created_ms + old.deleted_ms) // 2, old.deleted_ms + 1
+    history = cf_firewall.history_rules(state)
+    assert getattr(cf_firewall.decide(history, ip, at_ms=during), "id", None) == rule["id"]
+    assert cf_firewall.decide(history, ip, at_ms=after) is None
+    live = httpx.get(
+        app(info, "manuscript", "/health"), headers={"cf-connecting-ip": ip}, timeout=20
+    )
+    assert live.status_code == 200
+
+
 # ---- faults: break -> symptom -> remedy -> gone -----------------------------------------------
-def _next_minutes(info: SandboxInfo, profile: str, count: int = 2) -> list[trace.Invocation]:
-    """The traffic model's coming minutes, under the state as it is now (not stored)."""
+def _next_minutes(
+    info: SandboxInfo, profile: str, count: int = 2, first: int | None = None
+) -> list[trace.Invocation]:
+    """The traffic model's coming minutes (or `count` from minute `first`), under the state
+    as it is now (not stored)."""
     state = State(info.state_dir)
     p = PROFILES[profile]
     with state.read() as db:
@@ -273,7 +302,7 @@ def _next_minutes(info: SandboxInfo, profile: str, count: int = 2) -> list[trace
             db.execute("SELECT * FROM traffic_meta WHERE script = ?", (p.worker,)).fetchone()
         )
     gen = traffic.Generator(state, p, meta)
-    first = int(time.time() * 1000) // 60_000 + 1
+    first = int(time.time() * 1000) // 60_000 + 1 if first is None else first
     out: list[trace.Invocation] = []
     for m in range(first, first + count):
         out += gen.minute(m, m * 60_000)[0]
@@ -325,6 +354,10 @@ def test_compromised_account_stops_once_disabled(
     after = [i for i in _next_minutes(info, "peptalk") if i.client_ip == actions[0].client_ip]
     assert after and all(i.status == 401 for i in after)
     assert not any("Admin action" in _heads(i) for i in after)
+    # minutes before the revocation, rebuilt now, still show the attack as it happened
+    earlier = int(time.time() * 1000) // 60_000 - 5
+    before = [i for i in _next_minutes(info, "peptalk", first=earlier) if i.user_id == uid]
+    assert before and all(i.status is not None and i.status < 400 for i in before)
     faultctl.heal(state, "compromised-account")
 
 

@@ -16,7 +16,8 @@ rule wins (ip, then the narrowest ip_range, then asn, then country), so a `white
 an IP lets it through a country block. `block` answers 403 with error 1006; the challenge
 modes answer 403 with a challenge page that scripted clients cannot pass. The apps
 (apps/firewall.py) and the traffic model (`screen`) both go through `decide`, from the
-time each rule was created on.
+time each rule was created on until the time it was deleted (deleted rules are kept in
+`access_rules_deleted` for the traffic history, never listed by the API).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import sqlite3
+import time
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
@@ -51,6 +53,19 @@ CREATE TABLE IF NOT EXISTS access_rules (
     modified_on TEXT NOT NULL,
     created_ms INTEGER NOT NULL,
     UNIQUE (account_id, target, value)
+);
+-- deleted rules, kept so that rebuilt traffic history still applies them while they lived
+CREATE TABLE IF NOT EXISTS access_rules_deleted (
+    id TEXT PRIMARY KEY,
+    account_id TEXT NOT NULL,
+    mode TEXT NOT NULL,
+    target TEXT NOT NULL,
+    value TEXT NOT NULL,
+    notes TEXT NOT NULL DEFAULT '',
+    created_on TEXT NOT NULL,
+    modified_on TEXT NOT NULL,
+    created_ms INTEGER NOT NULL,
+    deleted_ms INTEGER NOT NULL
 );
 """
 
@@ -113,6 +128,10 @@ class Rule:
     created_on: str
     modified_on: str
     created_ms: int
+    deleted_ms: int | None = None  # set on rules from access_rules_deleted
+
+    def live_at(self, at_ms: int) -> bool:
+        return self.created_ms <= at_ms and (self.deleted_ms is None or at_ms < self.deleted_ms)
 
     def json(self, account_id: str) -> dict[str, Any]:
         return {
@@ -141,9 +160,12 @@ class Rule:
 
 
 def _rule(row: sqlite3.Row) -> Rule:
+    # sqlite3.Row: `in` looks at values, keys() at column names
+    deleted = row["deleted_ms"] if "deleted_ms" in row.keys() else None  # noqa: SIM118
     return Rule(
         row["id"], row["mode"], row["target"], row["value"], row["notes"],
         row["created_on"], row["modified_on"], int(row["created_ms"]),
+        None if deleted is None else int(deleted),
     )  # fmt: skip
 
 
@@ -157,6 +179,17 @@ def load_rules(state: State) -> list[Rule]:
     return [_rule(r) for r in rows]
 
 
+def history_rules(state: State) -> list[Rule]:
+    """Every rule that ever applied: the live ones and the deleted ones with their span
+    (the traffic model rebuilds past minutes as the edge saw them then)."""
+    try:
+        with state.read() as db:
+            rows = db.execute("SELECT * FROM access_rules_deleted ORDER BY created_ms").fetchall()
+    except sqlite3.OperationalError:
+        rows = []
+    return load_rules(state) + [_rule(r) for r in rows]
+
+
 def decide(
     rules: Iterable[Rule], ip: str, country: str = "", asn: int | None = None, at_ms: int = 0
 ) -> Rule | None:
@@ -164,7 +197,7 @@ def decide(
     found = [
         r
         for r in rules
-        if r.created_ms <= at_ms and (ip or r.target in ("asn", "country"))
+        if r.live_at(at_ms) and (ip or r.target in ("asn", "country"))
         and r.matches(ip, country, asn)
     ]  # fmt: skip
     if not found:
@@ -336,6 +369,11 @@ async def delete_rule(request: Request) -> Response:
     state = from_request(request)
     rule = _get(state, request.path_params["rule_id"])
     with state.tx() as db:
+        db.execute(
+            "INSERT OR REPLACE INTO access_rules_deleted SELECT id, account_id, mode, target, "
+            "value, notes, created_on, modified_on, created_ms, ? FROM access_rules WHERE id = ?",
+            (int(time.time() * 1000), rule.id),
+        )
         db.execute("DELETE FROM access_rules WHERE id = ?", (rule.id,))
     return ok({"id": rule.id})
 

@@ -11,6 +11,7 @@ For the apps (sessions) and faults:
                                                              expired, or no namespace)
     kv_get_with_metadata(state, ns, key) -> (bytes | None, metadata)
     kv_delete(state, ns, key) -> bool
+    deleted_ms(state, ns, key) -> int | None       (when the key was last deleted)
 """
 
 from __future__ import annotations
@@ -40,6 +41,12 @@ CREATE TABLE IF NOT EXISTS kv_namespaces (
 CREATE TABLE IF NOT EXISTS kv_values (
     namespace_id TEXT NOT NULL REFERENCES kv_namespaces(id) ON DELETE CASCADE,
     key TEXT NOT NULL, value BLOB NOT NULL, metadata TEXT, expiration INTEGER,
+    PRIMARY KEY (namespace_id, key)
+);
+-- when a key was deleted (the sandbox's own bookkeeping, never served): the traffic model
+-- rebuilds past minutes with a revoked session still working until it was revoked
+CREATE TABLE IF NOT EXISTS kv_deleted (
+    namespace_id TEXT NOT NULL, key TEXT NOT NULL, deleted_ms INTEGER NOT NULL,
     PRIMARY KEY (namespace_id, key)
 );
 """
@@ -79,6 +86,7 @@ def kv_put(
             " VALUES (?,?,?,?,?)",
             (ns, key, data, None if metadata is None else json.dumps(metadata), expiration),
         )
+        db.execute("DELETE FROM kv_deleted WHERE namespace_id = ? AND key = ?", (ns, key))
 
 
 def kv_get(state: State, namespace: str, key: str) -> bytes | None:
@@ -109,7 +117,24 @@ def kv_delete(state: State, namespace: str, key: str) -> bool:
         return False
     with state.tx() as db:
         cur = db.execute("DELETE FROM kv_values WHERE namespace_id = ? AND key = ?", (ns, key))
+        if cur.rowcount:
+            db.execute(
+                "INSERT OR REPLACE INTO kv_deleted(namespace_id, key, deleted_ms) VALUES (?,?,?)",
+                (ns, key, int(time.time() * 1000)),
+            )
     return bool(cur.rowcount)
+
+
+def deleted_ms(state: State, namespace: str, key: str) -> int | None:
+    """When `key` was last deleted (ms), None when it never was (or was put again)."""
+    ns = namespace_id(state, namespace)
+    if ns is None:
+        return None
+    with state.read() as db:
+        row = db.execute(
+            "SELECT deleted_ms FROM kv_deleted WHERE namespace_id = ? AND key = ?", (ns, key)
+        ).fetchone()
+    return None if row is None else int(row[0])
 
 
 def create_namespace(state: State, title: str, ns_id: str | None = None) -> str:

@@ -109,7 +109,7 @@ class Generator:
     def __init__(self, state: State, profile: Profile, meta: dict[str, Any]) -> None:
         self.profile = profile
         self.state = state
-        self.edge = cf_firewall.load_rules(state)  # IP Access Rules: applied in minute()
+        self.edge = cf_firewall.history_rules(state)  # IP Access Rules, as they were each minute
         self.seed = int(meta["seed"])
         self.users: list[str] = json.loads(meta["users"])
         self.peptides: list[str] = json.loads(meta["peptides"])

@@ -101,10 +101,19 @@ def holds(gen: Any, kind: str, cond: dict[str, Any], at: int) -> str:
     cache: dict[str, Any] = gen.__dict__.setdefault("_attack_access", {})
     if kind == "compromised-account" and cond.get("sid"):
         if kind not in cache:
-            alive = _session_alive(gen.state, gen.profile, str(cond["sid"]))
+            sid = str(cond["sid"])
+            alive = _session_alive(gen.state, gen.profile, sid)
             off = _disabled(gen.state, gen.profile, str(cond["user_id"]))
-            cache[kind] = "account disabled" if off else "" if alive else "session not found"
-        return str(cache[kind])
+            why = "account disabled" if off else "" if alive else "session not found"
+            # revoked (the session deleted, as disabling the account does): refused from then
+            revoked = (
+                None
+                if alive
+                else cf_kv.deleted_ms(gen.state, gen.profile.kv_sessions, f"session:{sid}")
+            )
+            cache[kind] = (why, revoked)
+        why, revoked = cache[kind]
+        return "" if revoked is not None and at < revoked else str(why)
     if kind == "leaked-secret" and cond.get("key_sha256"):
         name = str(cond.get("key_hint") or "ADMIN_API_KEY")
         if kind not in cache:
