@@ -211,6 +211,10 @@ class Sandboxes:
         else:
             self._clean = (case.seed, case.profile)
 
+    def forget(self) -> None:
+        """The next `prepare` restores the pristine copy, even for a healthy case."""
+        self._clean = None
+
     def close(self) -> None:
         shutil.rmtree(self._tmp, ignore_errors=True)
 
