@@ -85,7 +85,8 @@ padding:8px 12px;overflow-x:auto}
 .output_html{overflow-x:auto}
 .rendered_html table:not(.ob-table){border-collapse:collapse;font-size:13px}
 .rendered_html table:not(.ob-table) th,.rendered_html table:not(.ob-table) td{
-border-bottom:1px solid var(--line);padding:4px 8px;text-align:right}
+border-bottom:1px solid var(--line);padding:4px 8px;text-align:left}
+.rendered_html table.dataframe td{text-align:right}
 .rendered_html h1,.rendered_html h2,.rendered_html h3{text-transform:none;letter-spacing:0;
 color:var(--ink);display:block}
 .rendered_html h1{font-size:22px}.rendered_html h2{font-size:18px}.rendered_html h3{font-size:15px}
