@@ -22,6 +22,13 @@ from opsbook.postmortem import build_report
 GOLDEN = Path(__file__).parent.parent / "golden" / "postmortem_drill.md"
 
 
+# api-down's 5xx-onset finding comes from the per-minute analytics of the minutes the run
+# lands in; once in CI it was absent (the error run did not reach the newest minute) and
+# the verdict, from the secrets check, was the same. The drill matrix checks api-down's
+# evidence; this test checks the report's structure, so that one line is left out.
+ONSET_FINDING = re.compile(r"^- HH:MM - Finding \(error\): Nxx since .*\n", re.MULTILINE)
+
+
 def normalize(text: str) -> str:
     text = re.sub(r"DRILL-\d{14}-", "DRILL-ID-", text)
     text = re.sub(r"\d+ hours? \d+ minutes?( \(\d+ s\))?", "DURATION", text)
@@ -31,7 +38,7 @@ def normalize(text: str) -> str:
         r"\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})?)?", "TIME", text
     )
     text = re.sub(r"\b\d{2}:\d{2}(:\d{2})?\b", "HH:MM", text)
-    return re.sub(r"\d+(\.\d+)?", "N", text)
+    return ONSET_FINDING.sub("", re.sub(r"\d+(\.\d+)?", "N", text))
 
 
 def test_report_from_a_drill_matches_the_golden_file(
