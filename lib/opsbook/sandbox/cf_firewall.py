@@ -16,8 +16,8 @@ rule wins (ip, then the narrowest ip_range, then asn, then country), so a `white
 an IP lets it through a country block. `block` answers 403 with error 1006; the challenge
 modes answer 403 with a challenge page that scripted clients cannot pass. The apps
 (apps/firewall.py) and the traffic model (`screen`) both go through `decide`, from the
-time each rule was created on until the time it was deleted (deleted rules are kept in
-`access_rules_deleted` for the traffic history, never listed by the API).
+time each rule was created on until the time it was deleted (a deleted rule keeps its
+row with `deleted_ms`, for the traffic history; the API never lists it).
 """
 
 from __future__ import annotations
@@ -52,21 +52,12 @@ CREATE TABLE IF NOT EXISTS access_rules (
     created_on TEXT NOT NULL,
     modified_on TEXT NOT NULL,
     created_ms INTEGER NOT NULL,
-    UNIQUE (account_id, target, value)
+    -- a deleted rule is kept (never listed) so that rebuilt traffic history still
+    -- applies it for the time it lived
+    deleted_ms INTEGER
 );
--- deleted rules, kept so that rebuilt traffic history still applies them while they lived
-CREATE TABLE IF NOT EXISTS access_rules_deleted (
-    id TEXT PRIMARY KEY,
-    account_id TEXT NOT NULL,
-    mode TEXT NOT NULL,
-    target TEXT NOT NULL,
-    value TEXT NOT NULL,
-    notes TEXT NOT NULL DEFAULT '',
-    created_on TEXT NOT NULL,
-    modified_on TEXT NOT NULL,
-    created_ms INTEGER NOT NULL,
-    deleted_ms INTEGER NOT NULL
-);
+CREATE UNIQUE INDEX IF NOT EXISTS access_rules_live
+    ON access_rules (account_id, target, value) WHERE deleted_ms IS NULL;
 """
 
 MODES = ("block", "challenge", "whitelist", "js_challenge", "managed_challenge")
@@ -128,7 +119,7 @@ class Rule:
     created_on: str
     modified_on: str
     created_ms: int
-    deleted_ms: int | None = None  # set on rules from access_rules_deleted
+    deleted_ms: int | None = None  # when the rule was deleted (history_rules only)
 
     def live_at(self, at_ms: int) -> bool:
         return self.created_ms <= at_ms and (self.deleted_ms is None or at_ms < self.deleted_ms)
@@ -160,8 +151,7 @@ class Rule:
 
 
 def _rule(row: sqlite3.Row) -> Rule:
-    # sqlite3.Row: `in` looks at values, keys() at column names
-    deleted = row["deleted_ms"] if "deleted_ms" in row.keys() else None  # noqa: SIM118
+    deleted = row["deleted_ms"]
     return Rule(
         row["id"], row["mode"], row["target"], row["value"], row["notes"],
         row["created_on"], row["modified_on"], int(row["created_ms"]),
@@ -173,21 +163,23 @@ def load_rules(state: State) -> list[Rule]:
     """Every rule of the account; none when the state predates the table."""
     try:
         with state.read() as db:
-            rows = db.execute("SELECT * FROM access_rules ORDER BY created_ms, id").fetchall()
+            rows = db.execute(
+                "SELECT * FROM access_rules WHERE deleted_ms IS NULL ORDER BY created_ms, id"
+            ).fetchall()
     except sqlite3.OperationalError:
         return []
     return [_rule(r) for r in rows]
 
 
 def history_rules(state: State) -> list[Rule]:
-    """Every rule that ever applied: the live ones and the deleted ones with their span
-    (the traffic model rebuilds past minutes as the edge saw them then)."""
+    """Every rule that ever applied, the deleted ones with their span (the traffic model
+    rebuilds past minutes as the edge saw them then)."""
     try:
         with state.read() as db:
-            rows = db.execute("SELECT * FROM access_rules_deleted ORDER BY created_ms").fetchall()
+            rows = db.execute("SELECT * FROM access_rules ORDER BY created_ms, id").fetchall()
     except sqlite3.OperationalError:
-        rows = []
-    return load_rules(state) + [_rule(r) for r in rows]
+        return []
+    return [_rule(r) for r in rows]
 
 
 def decide(
@@ -249,7 +241,9 @@ def screen(rules: list[Rule], invocations: list[trace.Invocation]) -> list[trace
 # ---- the API ---------------------------------------------------------------------------------
 def _get(state: State, rule_id: str) -> Rule:
     with state.read() as db:
-        row = db.execute("SELECT * FROM access_rules WHERE id = ?", (rule_id,)).fetchone()
+        row = db.execute(
+            "SELECT * FROM access_rules WHERE id = ? AND deleted_ms IS NULL", (rule_id,)
+        ).fetchone()
     if row is None:
         raise CFError(404, 10001, "firewallaccessrules.api.not_found")
     return _rule(row)
@@ -370,11 +364,9 @@ async def delete_rule(request: Request) -> Response:
     rule = _get(state, request.path_params["rule_id"])
     with state.tx() as db:
         db.execute(
-            "INSERT OR REPLACE INTO access_rules_deleted SELECT id, account_id, mode, target, "
-            "value, notes, created_on, modified_on, created_ms, ? FROM access_rules WHERE id = ?",
+            "UPDATE access_rules SET deleted_ms = ? WHERE id = ?",
             (int(time.time() * 1000), rule.id),
         )
-        db.execute("DELETE FROM access_rules WHERE id = ?", (rule.id,))
     return ok({"id": rule.id})
 
 

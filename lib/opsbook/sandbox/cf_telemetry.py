@@ -46,6 +46,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from . import trace
 from .cf_account import check_account
 from .envelope import CFError, json_body, ok
 from .state import State, from_request
@@ -113,14 +114,7 @@ def _event_of(row: Any, extra: dict[str, Any]) -> tuple[str, dict[str, Any], str
             "path": parts.path or "/",
             "search": {k: v for k, _, v in (q.partition("=") for q in parts.query.split("&") if q)},
             "headers": headers,
-            "cf": {
-                "colo": row["colo"],
-                "country": row["country"],
-                "asn": int(extra.get("asn", 13335)),
-                "httpProtocol": "HTTP/2",
-                "tlsVersion": "TLSv1.3",
-                "clientTcpRtt": int(extra.get("rtt", 20)),
-            },
+            "cf": trace.request_cf(row, extra),
         },
         "rayId": row["ray_id"] or "",
     }
@@ -416,6 +410,11 @@ def matching(
             yield row, events, hits
 
 
+def _search_params(body: dict[str, Any]) -> dict[str, Any]:
+    """The part of a keys/values body that selects events (for `matching`)."""
+    return {k: body.get(k) for k in ("filters", "needle", "datasets")}
+
+
 def _timeframe(body: dict[str, Any]) -> tuple[int, int]:
     tf = body.get("timeframe")
     if not isinstance(tf, dict):
@@ -647,8 +646,7 @@ async def keys(request: Request) -> Response:
     key_part = str(needle.get("value", "")) if isinstance(needle, dict) else str(needle)
     case = isinstance(needle, dict) and bool(needle.get("matchCase"))
     limit = _limit(body.get("limit"), 100, 10_000)
-    params = {"filters": body.get("filters"), "needle": body.get("needle"),
-              "datasets": body.get("datasets")}  # fmt: skip
+    params = _search_params(body)
     out: dict[str, dict[str, Any]] = {}
     for _, _, hits in matching(state, params, since, until):
         for e in hits:
@@ -673,8 +671,7 @@ async def values(request: Request) -> Response:
         raise CFError(400, 10001, "key is required")
     kind = str(body.get("type") or "string")
     limit = _limit(body.get("limit"), 50, 10_000)
-    params = {"filters": body.get("filters"), "needle": body.get("needle"),
-              "datasets": body.get("datasets")}  # fmt: skip
+    params = _search_params(body)
     counts: dict[str, tuple[Any, int]] = {}
     for _, _, hits in matching(state, params, since, until):
         for e in hits:

@@ -152,14 +152,7 @@ def trace_item(row: Mapping[str, Any]) -> dict[str, Any]:
                 "url": row["url"],
                 "method": row["method"],
                 "headers": headers,
-                "cf": {
-                    "colo": row["colo"],
-                    "country": row["country"],
-                    "asn": int(extra.get("asn", 13335)),
-                    "httpProtocol": "HTTP/2",
-                    "tlsVersion": "TLSv1.3",
-                    "clientTcpRtt": int(extra.get("rtt", 20)),
-                },
+                "cf": request_cf(row, extra),
             },
         }
         if row["status"] is not None:
@@ -203,4 +196,16 @@ def exception(name: str, message: str, ts_ms: int) -> dict[str, Any]:
         "message": message,
         "timestamp": ts_ms,
         "stack": f"{name}: {message}\n    at Object.fetch (worker.js:1:4096)",
+    }
+
+
+def request_cf(row: Any, extra: dict[str, Any]) -> dict[str, Any]:
+    """`request.cf` of a traffic row, as the tail and Workers Logs both show it."""
+    return {
+        "colo": row["colo"],
+        "country": row["country"],
+        "asn": int(extra.get("asn", 13335)),
+        "httpProtocol": "HTTP/2",
+        "tlsVersion": "TLSv1.3",
+        "clientTcpRtt": int(extra.get("rtt", 20)),
     }
