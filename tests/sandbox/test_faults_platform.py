@@ -94,7 +94,10 @@ def test_bad_deploy_until_rollback(
     assert 11 <= minutes_since(current["created_on"]) <= 13
     requests, errors = requests_and_errors(cf, MANUSCRIPT, 10, 0)  # since the deployment
     assert requests > 5 and errors / requests > 0.5
-    assert requests_and_errors(cf, MANUSCRIPT, 30, 15)[1] == 0  # before it: healthy
+    # before it: healthy, but for the traffic model's rare background errors (a D1
+    # "Network connection lost" now and then, as on the real platform)
+    before_requests, before_errors = requests_and_errors(cf, MANUSCRIPT, 30, 15)
+    assert before_requests > 5 and before_errors / before_requests < 0.02
     assert current["versions"][0]["version_id"] == cf.versions(MANUSCRIPT)[0]["id"] != good
 
     cf.rollback(MANUSCRIPT, good, "Rollback due to issue")  # the runbook's remedy
