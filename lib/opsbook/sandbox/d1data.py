@@ -322,7 +322,9 @@ def create(state: State, name: str, rng: random.Random, created_at: datetime) ->
 
 
 def seed(state: State, rng: random.Random) -> None:
-    """Both databases, each in its own thread (SQLite and PBKDF2 release the GIL)."""
+    """Both databases, each in its own thread (SQLite and PBKDF2 release the GIL). A
+    database's bulk phase (the 200,000 manuscripts) and its backups then go on in the
+    background, deferred on `state`, while the next modules seed from the committed rows."""
     now = datetime.now(UTC)
     jobs = []
     for name, (ddl, seeder) in d1schemas.SEEDERS.items():
@@ -330,27 +332,52 @@ def seed(state: State, rng: random.Random) -> None:
         jobs.append((database, ddl, seeder, random.Random(rng.getrandbits(64))))
     with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
         futures = [pool.submit(_seed_file, state, *job, now) for job in jobs]
-        for future in futures:
-            future.result()
-    for database, *_ in jobs:
-        seed_backups(state, database, now)
+        bulks = [future.result() for future in futures]
+    background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="opsbook-d1-bulk")
+    for (database, *_), bulk in zip(jobs, bulks, strict=True):
+        if bulk is None:
+            seed_backups(state, database, now)
+        else:
+            state.defer(
+                f"d1data bulk ({database.name})",
+                background.submit(_bulk, state, database, bulk, now),
+            )
+    background.shutdown(wait=False)
     seed_sessions(state, rng, now)
+
+
+def _connect_for_seed(state: State, database: Database) -> sqlite3.Connection:
+    conn = sqlite3.connect(state.d1_path(database.uuid), isolation_level=None, timeout=30)
+    conn.execute("PRAGMA journal_mode = DELETE")
+    conn.execute("PRAGMA synchronous = OFF")
+    conn.execute("PRAGMA cache_size = -262144")
+    return conn
 
 
 def _seed_file(
     state: State, database: Database, ddl: str, seeder: Any, rng: random.Random, now: datetime
-) -> None:
-    conn = sqlite3.connect(state.d1_path(database.uuid), isolation_level=None)
+) -> d1schemas.Bulk:
+    conn = _connect_for_seed(state, database)
     try:
-        conn.execute("PRAGMA journal_mode = DELETE")
-        conn.execute("PRAGMA synchronous = OFF")
-        conn.execute("PRAGMA cache_size = -262144")
         conn.executescript(ddl)
         conn.execute("BEGIN")
-        seeder(conn, rng, now)
+        bulk: d1schemas.Bulk = seeder(conn, rng, now)
         conn.execute("COMMIT")
     finally:
         conn.close()
+    return bulk
+
+
+def _bulk(state: State, database: Database, bulk: Any, now: datetime) -> None:
+    """The bulk phase in its own transaction (the SQL runs without the GIL), then backups."""
+    conn = _connect_for_seed(state, database)
+    try:
+        conn.execute("BEGIN")
+        bulk(conn)
+        conn.execute("COMMIT")
+    finally:
+        conn.close()
+    seed_backups(state, database, now)
 
 
 def seed_sessions(state: State, rng: random.Random, now: datetime) -> None:

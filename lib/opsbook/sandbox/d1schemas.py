@@ -16,6 +16,7 @@ import hashlib
 import random
 import sqlite3
 import uuid
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
@@ -24,6 +25,7 @@ PBKDF2_ITERATIONS = 100_000
 # hashlib releases the GIL: the few real hashes are computed while SQLite writes the rows
 _HASHER = ThreadPoolExecutor(max_workers=2, thread_name_prefix="opsbook-pbkdf2")
 MANUSCRIPT_COUNT = 200_000
+Bulk = Callable[[sqlite3.Connection], None] | None  # a seeder's background phase
 
 MANUSCRIPT_USERS = 8_000
 PEPTALK_USERS = 2_000
@@ -339,16 +341,13 @@ FROM r JOIN users u ON u.rowid = r.author_row
 """
 
 
-def _insert_manuscripts(
-    db: sqlite3.Connection, rng: random.Random, now: datetime, users: int
-) -> None:
-    """200,000 manuscripts generated inside SQLite (a Python loop takes 10 s).
-
-    Ids ascend (UUIDv7-like) so the primary-key index is written in order.
-    """
+def _manuscript_params(rng: random.Random, now: datetime, users: int) -> dict[str, object]:
+    """The parameters of _MANUSCRIPTS_SQL: 200,000 manuscripts generated inside SQLite (a
+    Python loop takes 10 s). Ids ascend (UUIDv7-like) so the primary-key index is written
+    in order."""
     words = list(_WORDS)
     rng.shuffle(words)
-    params = {
+    return {
         "count": MANUSCRIPT_COUNT,
         "s": rng.getrandbits(30),
         "now": int(now.timestamp()),
@@ -358,16 +357,17 @@ def _insert_manuscripts(
         "words": "".join(w.ljust(8) for w in words),
         "statuses": "".join(w.ljust(10) for w in _STATUSES),
     }
-    db.execute(_MANUSCRIPTS_SQL, params)
 
 
-def seed_manuscript(db: sqlite3.Connection, rng: random.Random, now: datetime) -> None:
+def seed_manuscript(db: sqlite3.Connection, rng: random.Random, now: datetime) -> Bulk:
+    """Users, tokens and subscriptions; returns the bulk phase (200,000 manuscripts, the
+    indexes, the real password hashes), which d1data runs in the background."""
     _migrations(db, MANUSCRIPT_MIGRATIONS, now)
     users, hashes = _users(
         rng, now, MANUSCRIPT_USERS, ("scarter4work@yahoo.com", "admin@example.com")
     )
     db.executemany("INSERT INTO users VALUES (?,?,?,?,?,?,?)", users)
-    _insert_manuscripts(db, rng, now, len(users))
+    params = _manuscript_params(rng, now, len(users))
     tokens = []
     for user in rng.sample(users, 400):
         kind = rng.choice(("password_reset", "email_verification"))
@@ -378,12 +378,17 @@ def seed_manuscript(db: sqlite3.Connection, rng: random.Random, now: datetime) -
     db.executemany("INSERT INTO verification_tokens VALUES (?,?,?,?,?,?)", tokens)
     subs = _subscriptions(rng, now, users, 0.12, ("writer_monthly", "writer_annual", "pro_monthly"))
     db.executemany("INSERT INTO subscriptions VALUES (?,?,?,?,?,?,?,?,?)", subs)
-    for ddl in MANUSCRIPT_INDEXES:
-        db.execute(ddl)
-    _set_passwords(db, hashes)
+
+    def bulk(db: sqlite3.Connection) -> None:
+        db.execute(_MANUSCRIPTS_SQL, params)
+        for ddl in MANUSCRIPT_INDEXES:
+            db.execute(ddl)
+        _set_passwords(db, hashes)
+
+    return bulk
 
 
-def seed_peptalk(db: sqlite3.Connection, rng: random.Random, now: datetime) -> None:
+def seed_peptalk(db: sqlite3.Connection, rng: random.Random, now: datetime) -> Bulk:
     _migrations(db, PEPTALK_MIGRATIONS, now)
     users, hashes = _users(rng, now, PEPTALK_USERS, ("eng@peptalk.com", "admin@peptalk.com"))
     db.executemany("INSERT INTO users VALUES (?,?,?,?,?,?,?)", users)
@@ -440,9 +445,12 @@ def seed_peptalk(db: sqlite3.Connection, rng: random.Random, now: datetime) -> N
     subs = _subscriptions(rng, now, users, 0.3, ("pro_monthly", "pro_annual"), testers=True)
     db.executemany("INSERT INTO subscriptions VALUES (?,?,?,?,?,?,?,?,?)", subs)
     _set_passwords(db, hashes)
+    return None
 
 
-# name -> (DDL run first, row seeder run inside one transaction)
+# name -> (DDL run first, row seeder run inside one transaction). A seeder may return its
+# bulk phase: d1data commits the seeder's rows (other modules read them at once) and runs
+# the bulk in a second transaction in the background, while the next modules seed.
 SEEDERS = {
     "manuscript-platform": (MANUSCRIPT_DDL, seed_manuscript),
     "peptalk-production-db": (PEPTALK_DDL, seed_peptalk),

@@ -23,6 +23,7 @@ import sqlite3
 import string
 import time
 from collections.abc import Iterator
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
@@ -108,6 +109,7 @@ class State:
     def __init__(self, directory: Path | str) -> None:
         self.dir = Path(directory)
         self.seed_seconds: dict[str, float] = {}  # per module, from the last rebuild()
+        self._deferred: list[tuple[str, Future[None], float]] = []
 
     def __repr__(self) -> str:
         return f"State({str(self.dir)!r})"
@@ -235,21 +237,45 @@ class State:
             )
         finally:
             conn.close()
-        for name, mod in modules:
-            seeder = getattr(mod, "seed", None)
-            if seeder is None:
-                continue
-            t0 = time.perf_counter()
-            try:
-                seeder(self, random.Random(f"{seed}:{name}"))
-            except Exception as exc:
-                raise SeedError(
-                    f"Sandbox reset failed: module {name} could not seed its data "
-                    f"({type(exc).__name__}: {exc}). The state in {self.dir} is incomplete; "
-                    "fix the module and run `opsbook sandbox reset` again."
-                ) from exc
-            self.seed_seconds[name] = time.perf_counter() - t0
+        try:
+            for name, mod in modules:
+                seeder = getattr(mod, "seed", None)
+                if seeder is None:
+                    continue
+                t0 = time.perf_counter()
+                try:
+                    seeder(self, random.Random(f"{seed}:{name}"))
+                except Exception as exc:
+                    raise _seed_error(f"module {name}", exc, self.dir) from exc
+                self.seed_seconds[name] = time.perf_counter() - t0
+        finally:
+            self._join_deferred()
         return time.perf_counter() - started
+
+    def defer(self, name: str, work: Future[None]) -> None:
+        """Seed work a module left running in the background; rebuild() waits for it
+        before returning (and reports it as failed, by `name`, if it raised)."""
+        self._deferred.append((name, work, time.perf_counter()))
+
+    def _join_deferred(self) -> None:
+        pending, self._deferred = self._deferred, []
+        failure: SeedError | None = None
+        for name, work, since in pending:
+            try:
+                work.result()
+            except Exception as exc:
+                failure = failure or _seed_error(name, exc, self.dir)
+            self.seed_seconds[f"{name}, overlapped"] = time.perf_counter() - since
+        if failure is not None:
+            raise failure
+
+
+def _seed_error(name: str, exc: Exception, directory: Path) -> SeedError:
+    return SeedError(
+        f"Sandbox reset failed: {name} could not seed its data ({type(exc).__name__}: "
+        f"{exc}). The state in {directory} is incomplete; fix the module and run "
+        "`opsbook sandbox reset` again."
+    )
 
 
 def write_json(path: Path, data: Any, *, private: bool = False) -> None:
