@@ -10,18 +10,15 @@ Every source gives the same columns (COLUMNS):
   trace-v1) for N seconds, and deletes the session.
 - `read_events(path)` reads a file. wrangler's json format is concatenated, 4-space
   indented JSON documents (not NDJSON); it is stream-parsed with JSONDecoder.raw_decode.
-  NDJSON asked only for the scalar columns is read in 2 MB blocks on a thread pool, each
-  parsed for only the fields those columns need, with declared types (never inference: log
-  messages mix strings, numbers, objects and arrays, and lists are empty in early rows).
-  One thread at a time parses with msgspec (fastest per core, but it holds the GIL); the
-  others use pyarrow's JSON reader with an explicit schema, which runs beside it. Routes
-  come out as codes, with strings only for the distinct routes.
+  NDJSON asked only for the scalar columns goes through pyarrow's JSON reader, 2 MB blocks
+  on a thread pool, with an explicit schema of only the fields those columns need (never
+  inference: log messages mix strings, numbers, objects and arrays, and lists are empty in
+  early rows); routes come out as codes, with strings only for the distinct routes.
 """
 
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
@@ -219,7 +216,6 @@ _NUMERIC = {
     "cpuTime": "float64",
     "status": "int64",
 }
-_PY_TYPES: dict[str, type] = {"int64": int, "float64": float}
 _BLOCK = 2 << 20  # smaller costs more calls, larger more memory in flight
 # a URL whose path is plain: scheme://host[/path], no query or fragment
 _PLAIN_URL = r"^[a-z]+://[^/?#]*(?:/[^?#]*)?$"
@@ -228,8 +224,11 @@ _SOUND_URL = r"^[a-z]+://[^/?#]*(?:[/?#]|$)"
 _NOT_A_URL = "\x00"  # marks a route key that is a path already (queue, cron, odd URLs)
 
 
-def _tree(cols: Sequence[str]) -> dict[str, Any]:
-    """The JSON fields `cols` need, as nested dicts (a leaf is None)."""
+def _schema(cols: Sequence[str]) -> Any:
+    """The explicit Arrow schema of only the fields `cols` need (nothing is inferred: log
+    messages mix types and lists start empty, and unread fields are skipped)."""
+    import pyarrow as pa
+
     tree: dict[str, Any] = {}
     for col in cols:
         for path in _FIELDS[col]:
@@ -237,129 +236,19 @@ def _tree(cols: Sequence[str]) -> dict[str, Any]:
             for key in path[:-1]:
                 node = node.setdefault(key, {})
             node[path[-1]] = None
-    return tree
-
-
-def _leaf_type(key: str) -> Any:
-    import pyarrow as pa
-
-    return pa.type_for_alias(_NUMERIC.get(key, "string"))
-
-
-def _schema(cols: Sequence[str]) -> Any:
-    """The explicit Arrow schema of only the fields `cols` need (nothing is inferred: log
-    messages mix types and lists start empty, and unread fields are skipped)."""
-    import pyarrow as pa
 
     def fields(node: dict[str, Any]) -> list[Any]:
         return [
-            pa.field(k, pa.struct(fields(v)) if v is not None else _leaf_type(k))
+            pa.field(
+                k,
+                pa.struct(fields(v))
+                if v is not None
+                else pa.type_for_alias(_NUMERIC.get(k, "string")),
+            )
             for k, v in node.items()
         ]
 
-    return pa.schema(fields(_tree(cols)))
-
-
-class _BlockReader:
-    """Parses blocks of NDJSON into the leaf arrays of only the fields some columns need.
-
-    msgspec decodes each line into small typed structs that declare just those fields
-    (unknown fields, such as the mixed-type `logs`, are skipped unparsed), several times
-    faster than pyarrow's JSON reader per core. A block whose values do not fit the types
-    (a string status, a malformed line) goes through pyarrow's reader with the explicit
-    schema, as before, so such files read or fail exactly as they did."""
-
-    def __init__(self, cols: Sequence[str]) -> None:
-        import msgspec
-
-        self.tree = _tree(cols)
-        self.schema = _schema(cols)
-        self.names: dict[int, dict[str, str]] = {}  # id(node) -> key -> attribute
-        self.decoder = msgspec.json.Decoder(self._struct(self.tree, "TraceItem"))
-        self.lane = threading.Lock()
-
-    def _struct(self, node: dict[str, Any], name: str) -> Any:
-        import msgspec
-
-        attrs = {key: f"f{i}" for i, key in enumerate(node)}
-        self.names[id(node)] = attrs
-        fields = []
-        for key, child in node.items():
-            kind = (
-                self._struct(child, f"{name}_{attrs[key]}")
-                if child is not None
-                else _PY_TYPES.get(_NUMERIC.get(key, ""), str)
-            )
-            fields.append((attrs[key], kind | None, None))
-        return msgspec.defstruct(name, fields, rename={a: k for k, a in attrs.items()}, gc=False)
-
-    def leaves(self, block: memoryview) -> tuple[int, dict[tuple[str, ...], Any]]:
-        import msgspec
-
-        # msgspec holds the GIL, so one thread at a time decodes with it; a block that
-        # finds it busy goes to pyarrow's reader, which runs beside it on another core
-        if not self.lane.acquire(blocking=False):
-            return self._arrow_leaves(block)
-        try:
-            items = self.decoder.decode_lines(block)
-            out: dict[tuple[str, ...], Any] = {}
-            self._extract(items, self.tree, (), out)
-            return len(items), out
-        except (msgspec.ValidationError, msgspec.DecodeError):
-            pass
-        finally:
-            self.lane.release()
-        return self._arrow_leaves(block)
-
-    def _extract(
-        self, objs: list[Any], node: dict[str, Any], prefix: tuple[str, ...], out: dict[Any, Any]
-    ) -> None:
-        import operator
-
-        import pyarrow as pa
-
-        attrs = self.names[id(node)]
-        holes = None in objs
-        for key, child in node.items():
-            attr = attrs[key]
-            if holes:
-                values = [None if o is None else getattr(o, attr) for o in objs]
-            else:
-                values = list(map(operator.attrgetter(attr), objs))
-            if child is None:
-                out[(*prefix, key)] = pa.array(values, _leaf_type(key))
-            else:
-                self._extract(values, child, (*prefix, key), out)
-
-    def _arrow_leaves(self, block: memoryview) -> tuple[int, dict[tuple[str, ...], Any]]:
-        import pyarrow as pa
-        import pyarrow.compute as pc
-        import pyarrow.json as pj
-
-        table = pj.read_json(
-            pa.BufferReader(pa.py_buffer(block)),
-            read_options=pj.ReadOptions(use_threads=False, block_size=len(block) + 1),
-            parse_options=pj.ParseOptions(
-                explicit_schema=self.schema, unexpected_field_behavior="ignore"
-            ),
-        )
-        out: dict[tuple[str, ...], Any] = {}
-
-        def walk(array: Any, node: dict[str, Any], prefix: tuple[str, ...]) -> None:
-            for key, child in node.items():
-                sub = pc.struct_field(array, key)
-                if child is None:
-                    out[(*prefix, key)] = sub
-                else:
-                    walk(sub, child, (*prefix, key))
-
-        for key, child in self.tree.items():
-            column = table.column(key).combine_chunks()
-            if child is None:
-                out[(key,)] = column
-            else:
-                walk(column, child, (key,))
-        return table.num_rows, out
+    return pa.schema(fields(tree))
 
 
 def _ndjson_blocks(path: Path | str, size: int, buffers: int) -> Iterator[memoryview]:
@@ -401,13 +290,13 @@ def _arrow_ndjson(path: Path | str, cols: Sequence[str]) -> pd.DataFrame:
 
     from ..analysis import route_categorical
 
-    reader = _BlockReader(cols)
+    schema = _schema(cols)
     workers = max(1, min(os.cpu_count() or 1, 8))
     parts: list[dict[str, Any]] = []
     with ThreadPoolExecutor(workers, thread_name_prefix="ndjson") as pool:
         pending: deque[Future[dict[str, Any]]] = deque()
         for block in _ndjson_blocks(path, _BLOCK, workers + 2):
-            pending.append(pool.submit(_block_columns, block, reader, cols))
+            pending.append(pool.submit(_block_columns, block, schema, cols))
             while len(pending) > workers:
                 parts.append(pending.popleft().result())
         parts.extend(f.result() for f in pending)
@@ -431,18 +320,27 @@ def _arrow_ndjson(path: Path | str, cols: Sequence[str]) -> pd.DataFrame:
     return pd.DataFrame(frame)
 
 
-def _block_columns(block: memoryview, reader: _BlockReader, cols: Sequence[str]) -> dict[str, Any]:
+def _block_columns(block: memoryview, schema: Any, cols: Sequence[str]) -> dict[str, Any]:
     """One block of NDJSON -> the requested columns as pyarrow arrays (route: dictionary
     encoded "METHOD /path" with ids collapsed, whose strings exist per distinct route)."""
     import pyarrow as pa
     import pyarrow.compute as pc
+    import pyarrow.json as pj
 
-    n, leaves = reader.leaves(block)
+    table = pj.read_json(
+        pa.BufferReader(pa.py_buffer(block)),
+        read_options=pj.ReadOptions(use_threads=False, block_size=len(block) + 1),
+        parse_options=pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore"),
+    )
+    n = table.num_rows
     if n == 0:
         return {}
 
     def field(path: tuple[str, ...]) -> Any:
-        return leaves[path]
+        array = table.column(path[0]).combine_chunks()
+        for key in path[1:]:
+            array = pc.struct_field(array, key)
+        return array
 
     def first(col: str) -> Any:
         paths = _FIELDS[col]
