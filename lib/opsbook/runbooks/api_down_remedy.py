@@ -63,7 +63,7 @@ def rollback_plan(c: Correlation | None) -> RollbackPlan | None:
 
 
 def rollback(p: Platform, plan: RollbackPlan) -> dict[str, Any]:
-    forced = False
+    forced = ""
     try:
         dep = p.cf.create_deployment(p.worker, plan.version_id, plan.message)
     except ConflictError as exc:
