@@ -294,20 +294,31 @@ class Sustained:
 def sustained(
     series: pd.Series | pd.DataFrame, threshold: float, minutes: float
 ) -> Sustained | None:
-    """The longest run where the rate stays above `threshold` for at least `minutes`."""
+    """The longest run where the rate stays above `threshold` for at least `minutes`.
+
+    A bucket without data (no requests in an error series, NaN in a latency series) says
+    nothing either way: it neither ends a run nor starts one, so a quiet night's empty
+    minutes do not cut an outage in pieces. A run starts and ends on buckets above the
+    threshold."""
     rate = series["error_rate"] if isinstance(series, pd.DataFrame) else series
     if rate.empty:
         return None
+    if isinstance(series, pd.DataFrame) and "requests" in series:
+        known = (series["requests"] > 0).to_numpy()
+    else:
+        known = rate.notna().to_numpy()
     step = (rate.index[1] - rate.index[0]) if len(rate) > 1 else pd.Timedelta(minutes=1)
-    above = (rate > threshold).to_numpy()
+    above = ((rate > threshold).to_numpy()) & known
     best: tuple[int, int] | None = None
-    start = None
-    for i, flag in enumerate([*above, False]):
-        if flag and start is None:
-            start = i
-        elif not flag and start is not None:
-            if best is None or i - start > best[1] - best[0]:
-                best = (start, i)
+    start: int | None = None
+    last = -1
+    for i in range(len(above) + 1):
+        if i < len(above) and above[i]:
+            start = i if start is None else start
+            last = i
+        elif i == len(above) or known[i]:  # a bucket below the threshold (or the end)
+            if start is not None and (best is None or last + 1 - start > best[1] - best[0]):
+                best = (start, last + 1)
             start = None
     if best is None:
         return None
@@ -316,8 +327,9 @@ def sustained(
     if length < minutes:
         return None
     return Sustained(
-        span.index[0], span.index[-1] + step, float(length), float(span.max()), float(span.mean())
-    )
+        span.index[0], span.index[-1] + step, float(length), float(span[above[best[0] : best[1]]].max()),
+        float(span[above[best[0] : best[1]]].mean()),
+    )  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -168,12 +168,14 @@ def test_error_after_deploy(fresh_sandbox: Info) -> None:
     good = wm.current_version(state, MS)
 
     def broken() -> None:
-        df = recent(fresh_sandbox, MS, 20)
+        # the deploy an hour ago: enough requests at the night-time trough for a 7 % rate
+        # to show and to reach several endpoints (20 minutes there can hold a few dozen)
+        df = recent(fresh_sandbox, MS, 58)
         series = analysis.error_series(df, "1min")
         assert 0.03 < series["errors"].sum() / series["requests"].sum() < 0.14
         stats = analysis.endpoint_stats(df)
         assert (stats["errors"] > 0).sum() >= 3  # spread across endpoints
-        longer = recent(fresh_sandbox, MS, 90)
+        longer = recent(fresh_sandbox, MS, 120)
         deps = wm.deployments(state, MS)
         points = analysis.change_points(analysis.error_series(longer, "5min"), deps, window=4)
         assert any(p.deployment is not None and p.deployment["id"] == deps[0]["id"] for p in points)
@@ -182,7 +184,7 @@ def test_error_after_deploy(fresh_sandbox: Info) -> None:
         current = wm.current_version(state, MS)
         assert good is not None and current is not None and current.id == good.id
 
-    fault_cycle(fresh_sandbox, "error-after-deploy", {}, broken, healed)
+    fault_cycle(fresh_sandbox, "error-after-deploy", {"minutes_ago": "60"}, broken, healed)
 
 
 def test_large_payload(fresh_sandbox: Info) -> None:

@@ -85,6 +85,29 @@ def test_error_series_matches_reference() -> None:
     assert len(series) == len(gaps)  # empty minutes are present, with 0 requests
 
 
+def test_minutes_without_requests_do_not_cut_a_sustained_run() -> None:
+    """A bad deploy on a quiet night: every request fails, but some minutes have none."""
+    idx = pd.date_range("2026-01-01T03:00Z", periods=30, freq="1min")
+    requests = [3] * 10 + [2, 0, 1, 0, 0, 2, 1, 0, 3, 1, 0, 2, 0, 1, 2, 0, 1, 0, 1, 2]
+    errors = [0] * 10 + requests[10:]
+    frame = pd.DataFrame({"requests": requests, "errors": errors}, index=idx)
+    frame["error_rate"] = [e / r if r else 0.0 for e, r in zip(errors, requests, strict=True)]
+    run = analysis.sustained(frame, 0.05, 5)
+    assert run is not None and run.start == idx[10] and run.end == idx[29] + pd.Timedelta("1min")
+    assert run.peak == 1.0 and run.mean == 1.0
+    # a minute whose requests all succeed still ends the run; trailing empty minutes are not in it
+    frame.loc[idx[15], ["errors", "error_rate"]] = [0, 0.0]
+    frame.loc[idx[28] :, ["requests", "errors", "error_rate"]] = [0, 0, 0.0]
+    run = analysis.sustained(frame, 0.05, 5)
+    assert run is not None and (run.start, run.end) == (idx[16], idx[27])  # 03:16-03:26
+    # a latency series: NaN is a minute without data
+    p90 = pd.Series(
+        [300.0] * 5 + [2500.0, float("nan"), 2600.0, float("nan"), 2400.0, 2700.0], index=idx[:11]
+    )
+    lat = analysis.sustained(p90, 2000, 5)
+    assert lat is not None and lat.start == idx[5] and lat.minutes == 6
+
+
 def test_sustained_and_change_points() -> None:
     idx = pd.date_range("2026-01-01T10:00Z", periods=60, freq="1min")
     rate = pd.Series([0.002] * 30 + [0.08] * 30, index=idx)

@@ -140,6 +140,7 @@ class Generator:
             lam = float(visitors["per_minute"])
         else:
             lam = PEAK_PER_MIN[self.profile.name] * diurnal(m) * float(visitors.get("volume", 1.0))
+            lam = max(lam, float(visitors.get("min_per_minute", 0.0)))
         times = sorted(t0 + rng.randrange(60_000) for _ in range(poisson(rng, lam)))
         out: list[trace.Invocation] = []
         for at in times:

@@ -187,12 +187,30 @@ def apply_one_endpoint(state: State, options: dict[str, Any]) -> None:
                    "Add readability score to analysis", behaviour={"errors": [rule]})  # fmt: skip
 
 
+# A 7 % error rate needs traffic to show: at the night-time trough (about 1-4 visitors a
+# minute) a window can hold too few errors to tell from noise, and too few requests after
+# a rollback to prove it. The drill keeps at least this many visitors a minute from the
+# deploy on, whatever the hour.
+DEPLOY_MIN_VISITORS = 8.0
+
+
 def apply_error_after_deploy(state: State, options: dict[str, Any]) -> None:
     profile = profile_of(options)
     rate = number(options, "rate", 0.07)
     rule = {"route": "*", "status": 500, "rate": rate, "exception": DEPLOY_EXCEPTION}
-    deploy_variant(state, "error-after-deploy", profile, onset_of(options, 25),
+    onset = onset_of(options, 25)
+    floor = {"min_per_minute": number(options, "min_per_minute", DEPLOY_MIN_VISITORS)}
+    conditions.set_condition(state, f"visitors:{profile.worker}", floor, ms(onset))
+    deploy_variant(state, "error-after-deploy", profile, onset,
                    "Normalize timestamps in responses", behaviour={"errors": [rule]})  # fmt: skip
+
+
+def heal_error_after_deploy(state: State) -> None:
+    roll_back(state, "error-after-deploy")
+    for profile in PROFILES.values():
+        name = f"visitors:{profile.worker}"
+        if "min_per_minute" in (conditions.load(state).get(name, (0, {}))[1]):
+            conditions.clear(state, name)
 
 
 def apply_large_payload(state: State, options: dict[str, Any]) -> None:
@@ -261,8 +279,9 @@ _register("one-endpoint-broken", "A version whose one endpoint throws (default t
           options={"endpoint": "the route, e.g. 'GET /manuscripts/:id/analysis'"})  # fmt: skip
 _register("error-after-deploy", "A deployment after which 5-10% of requests throw on every route.",
           "The error rate rises to ~7% across endpoints right after a deployment.", "high-error-rate",
-          apply_error_after_deploy, lambda s: roll_back(s, "error-after-deploy"),
-          options={"rate": "share of requests that throw (default 0.07)"})  # fmt: skip
+          apply_error_after_deploy, heal_error_after_deploy,
+          options={"rate": "share of requests that throw (default 0.07)",
+                   "min_per_minute": "visitors a minute at least, from the deploy on (default 8)"})  # fmt: skip
 _register("large-payload", "A version whose GET /manuscripts ignores pagination and embeds analyses.",
           "GET /manuscripts is slow and its responses are ~60x larger (responseBodySize).",
           "slow-responses", apply_large_payload, lambda s: roll_back(s, "large-payload"),
