@@ -76,6 +76,32 @@ def test_empty_minutes_are_zero_and_do_not_break_the_run() -> None:
     assert on is not None and on.at == pd.Timestamp(T0 + timedelta(minutes=10))
 
 
+def test_a_lucky_success_at_night_does_not_move_the_onset() -> None:
+    # one or two requests a minute: the bad version fails 85 %, and one minute after the
+    # deployment happened to succeed (and two minutes had no requests at all)
+    night = minutes(
+        [("v6", 2, 0), ("v6", 1, 0), ("v6", 2, 0)] * 10
+        + [("v7", 1, 1), ("v7", 2, 2), ("v7", 1, 0), ("v7", 0, 0), ("v7", 2, 2), ("v7", 1, 1),
+           ("v7", 0, 0), ("v7", 2, 1), ("v7", 1, 1), ("v7", 2, 2)]
+    )  # fmt: skip
+    t = traffic(night, [deployment("d7", "v7", T0 + timedelta(minutes=30, seconds=5)), DEPS[1]])
+    assert t.onset is not None
+    assert t.onset.at == pd.Timestamp(T0 + timedelta(minutes=30))
+    assert (t.onset.before_rate, t.onset.after_requests) == (0.0, 12)
+    c = api_down.correlate(t)
+    assert c is not None and c.version_id == "v7"
+
+
+def test_a_healthy_newest_request_or_two_is_not_yet_a_recovery() -> None:
+    # the newest two minutes' single requests succeeded: the five newest still fail 3 of 5
+    rows = minutes([("v6", 2, 0)] * 20 + [("v7", 2, 2)] * 5 + [("v7", 1, 0)] * 2)
+    on = sig.onset(sig.series(rows, T0, T0 + timedelta(minutes=26)))
+    assert on is not None and on.at == pd.Timestamp(T0 + timedelta(minutes=20))
+    # but five healthy requests in a row are
+    rows = minutes([("v6", 2, 0)] * 20 + [("v7", 2, 2)] * 5 + [("v7", 1, 0)] * 5)
+    assert sig.onset(sig.series(rows, T0, T0 + timedelta(minutes=29))) is None
+
+
 def test_onset_lines_up_with_the_deployment_and_names_the_version_before() -> None:
     c = api_down.correlate(traffic(BAD, DEPS))
     assert c is not None and c.serving_now

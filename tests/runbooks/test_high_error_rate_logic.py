@@ -171,3 +171,59 @@ def test_the_history_stands_for_probes_only_under_a_sustained_error_rate(monkeyp
     assert her.read_or_probe(P(), rate(False), history, **kw) is probed  # type: ignore[arg-type]
     probes, events, rounds = her.read_or_probe(P(), rate(True), history, **kw)  # type: ignore[arg-type]
     assert rounds == 0 and int(probes["failed"].sum()) == 1 and events is history
+
+
+R2_TEXT = "Error: get: We encountered an internal error. Please try again. (10001)"
+D1_TEXT = "Error: D1_ERROR: Network connection lost."
+
+
+def test_as_many_d1_as_r2_errors_names_neither_until_another_round_decides(
+    monkeypatch: Any,
+) -> None:
+    # at night the PDF route's probes may fail only once, beside the odd D1 error of the
+    # other traffic the tail sees: a tie is not evidence for D1
+    tie = Counter({R2_TEXT: 1, D1_TEXT: 1})
+    assert her.storage_errors(tie) == (Counter(), Counter()) and her.storage_undecided(tie)
+    assert not her.storage_undecided(Counter({R2_TEXT: 2, D1_TEXT: 1}))
+    assert diagnose(rate(True), {"GET /api/peptides/:slug/pdf": 1}, tie)[0] != "d1-overload"
+
+    def event(text: str) -> dict[str, Any]:
+        return {"url": "https://x/p", "path": "/p", "outcome": "exception", "status": 500,
+                "exceptions": text, "logs": "", "version": "v1"}  # fmt: skip
+
+    rounds = iter([[event(R2_TEXT), event(D1_TEXT)], [event(R2_TEXT)], [event(D1_TEXT)]])
+    probe = pd.DataFrame([{"route": "GET /api/peptides/:slug/pdf", "failed": True}])
+    monkeypatch.setattr(
+        "opsbook.runbooks.signals.probe_routes",
+        lambda *a, **k: (probe, pd.DataFrame(next(rounds))),
+    )
+    probes, events, n = her.probe_rounds(
+        None,  # type: ignore[arg-type]
+        rate(False), repeat=4, timeout_s=1.0, max_rounds=3,
+    )  # fmt: skip
+    assert n == 2 and len(probes) == 2
+    assert her.storage_errors(her.tail_errors(events))[1] == Counter({R2_TEXT: 2})
+
+
+def test_a_night_window_too_sparse_to_judge_still_earns_more_probe_rounds(
+    monkeypatch: Any,
+) -> None:
+    # 12 requests per 5 minutes (night) failing 8 %: no bucket holds enough requests to
+    # judge, so no sustained run, but the window is suspect and the probes go on
+    index = pd.date_range("2026-11-24T01:00Z", periods=6, freq="5min")
+    night = pd.DataFrame({"requests": [12] * 6, "errors": [1, 1, 0, 1, 2, 1]}, index=index)
+    night["error_rate"] = night["errors"] / night["requests"]
+    r = her.error_rate(night, 0.05, 5)
+    assert r.sustained is None and r.suspect
+    quiet = night.assign(errors=[0, 0, 1, 0, 0, 0])
+    assert not her.error_rate(quiet.assign(error_rate=quiet["errors"] / 12), 0.05, 5).suspect
+
+    rounds = iter([False, False, True])
+
+    def probe_routes(*a: Any, **k: Any) -> tuple[pd.DataFrame, pd.DataFrame]:
+        failed = next(rounds)
+        return pd.DataFrame([{"route": "GET /api/peptides", "failed": failed}]), pd.DataFrame()
+
+    monkeypatch.setattr("opsbook.runbooks.signals.probe_routes", probe_routes)
+    probes, _, n = her.probe_rounds(None, r, repeat=4, timeout_s=1.0, max_rounds=3)  # type: ignore[arg-type]
+    assert n == 3 and int(probes["failed"].sum()) == 1

@@ -12,7 +12,7 @@ from opsbook import analysis
 from opsbook import sandbox as sandbox_api
 from opsbook.clients.logs import to_frame
 from opsbook.clients.probes import preflight
-from opsbook.sandbox import d1data, faultctl, queues_model, trace, traffic
+from opsbook.sandbox import conditions, d1data, faultctl, queues_model, trace, traffic
 from opsbook.sandbox.state import State
 
 Info = sandbox_api.SandboxInfo
@@ -187,6 +187,22 @@ def test_error_after_deploy(fresh_sandbox: Info) -> None:
     fault_cycle(fresh_sandbox, "error-after-deploy", {"minutes_ago": "60"}, broken, healed)
 
 
+def test_d1_overload_comes_with_load_whatever_the_hour(fresh_sandbox: Info) -> None:
+    state = State(fresh_sandbox.state_dir)
+
+    def broken() -> None:
+        # 30 minutes at 10 visitors a minute or more (night or day), 8 % of them timing out
+        df = recent(fresh_sandbox, MS, 29)
+        assert len(df) >= 29 * 8
+        timeouts = df["exceptions"].fillna("").str.contains("D1_ERROR: timeout").sum()
+        assert 0.03 * len(df) < timeouts < 0.16 * len(df)
+
+    def healed() -> None:
+        assert "visitors:" + MS not in conditions.load(state)
+
+    fault_cycle(fresh_sandbox, "d1-overload", {"minutes_ago": "30"}, broken, healed)
+
+
 def test_large_payload(fresh_sandbox: Info) -> None:
     h = bearer(fresh_sandbox)
     page = app(fresh_sandbox, "manuscript", "/manuscripts?limit=2")
@@ -202,23 +218,32 @@ def test_large_payload(fresh_sandbox: Info) -> None:
 
 
 @pytest.mark.parametrize(
-    ("name", "options", "script", "needle", "route"),
+    ("name", "options", "script", "needle", "route", "minutes"),
     [
-        ("d1-overload", {}, MS, "D1_ERROR: timeout", "GET /manuscripts"),
-        ("r2-errors", {}, PT, "We encountered an internal error", "GET /api/peptides/:slug/pdf"),
-        ("rate-limited", {}, MS, "rate limited (429)", None),
-        ("brute-force", {"profile": "peptalk"}, PT, "invalid_credentials", "POST /auth/login"),
-        ("compromised-account", {"profile": "peptalk"}, PT, "Admin action", None),
-        ("leaked-secret", {"profile": "peptalk"}, PT, "API key auth", None),
+        ("d1-overload", {}, MS, "D1_ERROR: timeout", "GET /manuscripts", 15),
+        # the PDF route is 12 % of PepTalk's requests: an hour holds enough at night
+        (
+            "r2-errors",
+            {},
+            PT,
+            "We encountered an internal error",
+            "GET /api/peptides/:slug/pdf",
+            60,
+        ),
+        ("rate-limited", {}, MS, "rate limited (429)", None, 15),
+        ("brute-force", {"profile": "peptalk"}, PT, "invalid_credentials", "POST /auth/login", 15),
+        ("compromised-account", {"profile": "peptalk"}, PT, "Admin action", None, 15),
+        ("leaked-secret", {"profile": "peptalk"}, PT, "API key auth", None, 15),
     ],
 )
 def test_condition_faults_show_in_logs(
-    sandbox: Info, name: str, options: dict[str, str], script: str, needle: str, route: str | None
-) -> None:
+    sandbox: Info, name: str, options: dict[str, str], script: str, needle: str,
+    route: str | None, minutes: int,
+) -> None:  # fmt: skip
     state = State(sandbox.state_dir)
-    since = int(time.time() * 1000) - 15 * 60_000
+    since = int(time.time() * 1000) - minutes * 60_000
     assert needle not in logs_since(sandbox, script, since) or name == "brute-force"
-    faultctl.break_fault(state, name, {**options, "minutes_ago": "15"})
+    faultctl.break_fault(state, name, {**options, "minutes_ago": str(minutes)})
     try:
         # the history shows the fault's minutes at once; a live consumer (rate-limited's
         # backlog) logs from the server's drainer, which ticks every second
@@ -229,12 +254,12 @@ def test_condition_faults_show_in_logs(
             time.sleep(0.5)
         assert count >= 3, name
         if route:
-            df = recent(sandbox, script, 15)
+            df = recent(sandbox, script, minutes)
             hits = df[df["route"] == route]
             bad = hits[(hits["outcome"] != "ok") | (hits["status"] >= 400)]
             assert len(bad) >= 3
         if name == "brute-force":
-            df = recent(sandbox, script, 15)
+            df = recent(sandbox, script, minutes)
             attackers = df[(df["route"] == "POST /auth/login") & (df["status"] == 401)][
                 "client_ip"
             ].value_counts()

@@ -46,19 +46,34 @@ D1_PATTERN = re.compile(r"D1_ERROR|D1 (?:DB|database)|SQLITE_BUSY", re.IGNORECAS
 R2_PATTERN = re.compile(
     r"\b(?:get|put|head|list|delete): .*\(1\d{4}\)|\bR2\b|internal error.*\(10001\)", re.IGNORECASE
 )
-# D1 or R2 is the cause only when its errors are most of the errors: a healthy app's odd
-# transient D1_ERROR shows up in any stretch of logs, beside whatever else is failing
-DOMINANT_SHARE = 0.5
+# D1 or R2 is the cause only when its errors are most of the errors (more than half): a
+# healthy app's odd transient D1_ERROR shows up in any stretch of logs, beside whatever
+# else is failing, and at night two R2 errors beside one such D1_ERROR is all there is
+
+
+def _storage_parts(errors: Counter[str]) -> tuple[Counter[str], Counter[str]]:
+    return (
+        Counter({t: c for t, c in errors.items() if D1_PATTERN.search(t)}),
+        Counter({t: c for t, c in errors.items() if R2_PATTERN.search(t)}),
+    )
 
 
 def storage_errors(errors: Counter[str]) -> tuple[Counter[str], Counter[str]]:
-    """(D1 errors, R2 errors) among `errors`, each kept only when it is most of them."""
+    """(D1 errors, R2 errors) among `errors`, each kept only when it is most of them (so at
+    most one of the two is kept)."""
     total = sum(errors.values())
-    out = []
-    for pattern in (D1_PATTERN, R2_PATTERN):
-        part = Counter({t: c for t, c in errors.items() if pattern.search(t)})
-        out.append(part if part and sum(part.values()) >= DOMINANT_SHARE * total else Counter())
-    return out[0], out[1]
+    d1, r2 = _storage_parts(errors)
+
+    def most(part: Counter[str]) -> Counter[str]:
+        return part if 2 * sum(part.values()) > total else Counter()
+
+    return most(d1), most(r2)
+
+
+def storage_undecided(errors: Counter[str]) -> bool:
+    """Both D1 and R2 errors, and neither is most of the errors: more evidence is needed."""
+    d1, r2 = _storage_parts(errors)
+    return bool(d1) and bool(r2) and not any(storage_errors(errors))
 
 
 # ---- the error rate ----------------------------------------------------------------------
@@ -67,6 +82,9 @@ class Rate:
     requests: int
     errors: int
     sustained: analysis.Sustained | None  # the longest run above the threshold
+    # the window fails at half the threshold or more without a sustained run: at night the
+    # 5-minute buckets hold too few requests to judge, and the errors are still there
+    suspect: bool = False
 
     @property
     def rate(self) -> float:
@@ -82,11 +100,10 @@ def error_rate(
         return Rate(0, 0, None)
     # a bucket of a handful of requests (night traffic) says nothing about a rate
     judged = series5["error_rate"].where(series5["requests"] >= min_requests, 0.0)
-    return Rate(
-        int(series5["requests"].sum()),
-        int(series5["errors"].sum()),
-        analysis.sustained(judged, threshold, for_minutes),
-    )
+    requests, errors = int(series5["requests"].sum()), int(series5["errors"].sum())
+    sustained = analysis.sustained(judged, threshold, for_minutes)
+    suspect = sustained is None and requests > 0 and errors / requests >= threshold / 2
+    return Rate(requests, errors, sustained, suspect)
 
 
 # ---- the probes ----------------------------------------------------------------------------
@@ -270,8 +287,10 @@ def status_page_note(p: Platform) -> str:
 def probe_rounds(
     p: Platform, rate: Rate, *, repeat: int, timeout_s: float, max_rounds: int
 ) -> tuple[pd.DataFrame, pd.DataFrame, int]:
-    """Probe every route while tailing; while the analytics show sustained errors that no
-    probe has reproduced yet, probe again (at most `max_rounds`): (probes, events, rounds)."""
+    """Probe every route while tailing; while the analytics show errors (a sustained run,
+    or a suspect window) that no probe has reproduced yet, or the tail holds D1 and R2
+    errors with neither the most, probe again (at most `max_rounds`): (probes, events,
+    rounds)."""
     from .signals import probe_routes
 
     all_probes: list[pd.DataFrame] = []
@@ -282,7 +301,10 @@ def probe_rounds(
         if len(events):
             all_events.append(events)
         seen = bool(probes["failed"].any()) or bool(tail_errors(events))
-        if seen or not rate.sustained:
+        so_far = tail_errors(pd.concat(all_events, ignore_index=True)) if all_events else Counter()
+        if storage_undecided(so_far):
+            continue  # as many D1 as R2 errors so far: another round tells them apart
+        if seen or not (rate.sustained or rate.suspect):
             break
     events = (
         pd.concat(all_events, ignore_index=True)

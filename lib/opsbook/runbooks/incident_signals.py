@@ -9,6 +9,7 @@ a big log pull), HTTP probes, and a short `wrangler tail` session around one req
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -90,31 +91,62 @@ class Onset:
     after_requests: int
 
 
-def onset(frame: pd.DataFrame, min_rate: float = 0.2, min_requests: int = 3) -> Onset | None:
-    """The start of the error run that lasts until now: walking back from the newest
-    minute with traffic, every minute with traffic is at `min_rate` or more. None when the
-    newest minutes are healthy (or there is too little traffic to tell)."""
+def onset(
+    frame: pd.DataFrame, min_rate: float = 0.2, min_requests: int = 3, recent: int = 5
+) -> Onset | None:
+    """The start of the error run that lasts until now, or None when the newest requests
+    are healthy (or too few to tell).
+
+    The newest `recent` requests (whole minutes, walking back) must fail at `min_rate` or
+    more. The run then starts where one split of the window into a before and
+    an after explains the errors best (the most likely change of a binomial error rate),
+    among splits whose after part fails at `min_rate` or more and more often than the
+    before part. At night a minute holds one or two requests, and a bad deployment's odd
+    lucky success would end a minute-by-minute walk early; the split is not fooled by it."""
     busy = frame[frame["requests"] > 0]
-    start: pd.Timestamp | None = None
-    for at, row in busy.iloc[::-1].iterrows():
-        if row["error_rate"] >= min_rate:
-            start = pd.Timestamp(at)
-        else:
+    if busy.empty:
+        return None
+    requests = busy["requests"].to_numpy(dtype="int64")
+    errors = busy["errors"].to_numpy(dtype="int64")
+    tail_n = tail_e = 0
+    for n, e in zip(requests[::-1], errors[::-1], strict=True):
+        tail_n, tail_e = tail_n + int(n), tail_e + int(e)
+        if tail_n >= recent:
             break
-    if start is None:
+    if tail_n < min_requests or tail_e / tail_n < min_rate:
         return None
-    after, before = frame[frame.index >= start], frame[frame.index < start]
-    if int(after["requests"].sum()) < min_requests:
+    total_n, total_e = int(requests.sum()), int(errors.sum())
+    best: tuple[float, int] | None = None
+    before_n = before_e = 0
+    for i in range(len(busy)):
+        after_n, after_e = total_n - before_n, total_e - before_e
+        after, before = after_e / after_n, (before_e / before_n if before_n else 0.0)
+        if after_n >= min_requests and after >= min_rate and (before_n == 0 or after > before):
+            score = _loglik(before_e, before_n) + _loglik(after_e, after_n)
+            if best is None or score > best[0]:
+                best = (score, i)
+        before_n, before_e = before_n + int(requests[i]), before_e + int(errors[i])
+    if best is None:
         return None
+    start = pd.Timestamp(busy.index[best[1]])
+    after_part, before_part = frame[frame.index >= start], frame[frame.index < start]
 
     def rate(part: pd.DataFrame) -> float:
         n = int(part["requests"].sum())
         return float(part["errors"].sum()) / n if n else 0.0
 
     return Onset(
-        start, rate(before), rate(after), int(before["requests"].sum()),
-        int(after["requests"].sum()),
+        start, rate(before_part), rate(after_part), int(before_part["requests"].sum()),
+        int(after_part["requests"].sum()),
     )  # fmt: skip
+
+
+def _loglik(errors: int, requests: int) -> float:
+    """Log-likelihood of `errors` in `requests` at their own rate (0 for none or all)."""
+    if errors in (0, requests):
+        return 0.0
+    p = errors / requests
+    return errors * math.log(p) + (requests - errors) * math.log(1 - p)
 
 
 def version_rates(

@@ -15,6 +15,7 @@ it started (`since_ms`), so history regenerated from an onset and live requests 
     mail                 {"down": true}                       the mail provider answers 503
     visitors:<script>    {"volume": 4.0} or {"per_minute": 0.3} visitor volume factor, or a flat rate
                          or {"min_per_minute": 8.0}          a floor under the daily curve
+                                                              (error-after-deploy, d1-overload)
     attack:<script>      {...}                                unusual callers (security faults)
 
 Runbooks never read this table: they see its effects in the apps' responses, logs and

@@ -1,11 +1,11 @@
 """The traffic model: 24 h of seeded history, regeneration from an onset, a live ticker.
 
 Requests are drawn per minute from a Random seeded by (script seed, minute), so any
-window regenerates identically under the same state: diurnal volume (trough 04:00 UTC,
-peak 16:00 UTC), each app's endpoint mix, a few normal 4xx, cold starts after idle gaps,
-and whichever version the deployment history says was live (behaviour.evaluate decides
-each outcome). The manuscript app adds a queue consumer invocation per upload; PepTalk
-has its nightly pipeline at 02:00 UTC.
+window regenerates identically under the same state: diurnal volume (the 04:00 UTC trough is
+a quarter of the 16:00 UTC peak), each app's endpoint mix, a few normal 4xx, cold starts
+after idle gaps, and whichever version the deployment history says was live
+(behaviour.evaluate decides each outcome). The manuscript app adds a queue consumer
+invocation per upload; PepTalk has its nightly pipeline at 02:00 UTC.
 
     seed(state, rng)                         the last 24 h for each app
     regenerate(state, script, since_ms)      replace synthetic rows since an onset
@@ -69,9 +69,14 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
+# The quietest hour carries a quarter of the busiest hour's traffic (users across time
+# zones): a few requests a minute at 04:00 UTC, not one every few minutes
+TROUGH = 0.25
+
+
 def diurnal(minute: int) -> float:
     hour = (minute % 1440) / 60
-    return 0.05 + 0.95 * (0.5 - 0.5 * math.cos(2 * math.pi * (hour - 4) / 24))
+    return TROUGH + (1 - TROUGH) * (0.5 - 0.5 * math.cos(2 * math.pi * (hour - 4) / 24))
 
 
 def poisson(rng: random.Random, lam: float) -> int:

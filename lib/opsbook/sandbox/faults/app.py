@@ -187,11 +187,25 @@ def apply_one_endpoint(state: State, options: dict[str, Any]) -> None:
                    "Add readability score to analysis", behaviour={"errors": [rule]})  # fmt: skip
 
 
-# A 7 % error rate needs traffic to show: at the night-time trough (about 1-4 visitors a
+# A 7 % error rate needs traffic to show: at the night-time trough (3-4 visitors a
 # minute) a window can hold too few errors to tell from noise, and too few requests after
 # a rollback to prove it. The drill keeps at least this many visitors a minute from the
 # deploy on, whatever the hour.
 DEPLOY_MIN_VISITORS = 8.0
+
+
+def keep_visitors(state: State, profile: Profile, per_minute: float, onset: datetime) -> None:
+    """At least `per_minute` visitors a minute from `onset` on, above the daily curve."""
+    floor = {"min_per_minute": per_minute}
+    conditions.set_condition(state, f"visitors:{profile.worker}", floor, ms(onset))
+
+
+def clear_visitor_floors(state: State) -> None:
+    """Back to the daily curve (a sparse-traffic condition such as cold-start stays)."""
+    for profile in PROFILES.values():
+        name = f"visitors:{profile.worker}"
+        if "min_per_minute" in (conditions.load(state).get(name, (0, {}))[1]):
+            conditions.clear(state, name)
 
 
 def apply_error_after_deploy(state: State, options: dict[str, Any]) -> None:
@@ -199,18 +213,14 @@ def apply_error_after_deploy(state: State, options: dict[str, Any]) -> None:
     rate = number(options, "rate", 0.07)
     rule = {"route": "*", "status": 500, "rate": rate, "exception": DEPLOY_EXCEPTION}
     onset = onset_of(options, 25)
-    floor = {"min_per_minute": number(options, "min_per_minute", DEPLOY_MIN_VISITORS)}
-    conditions.set_condition(state, f"visitors:{profile.worker}", floor, ms(onset))
+    keep_visitors(state, profile, number(options, "min_per_minute", DEPLOY_MIN_VISITORS), onset)
     deploy_variant(state, "error-after-deploy", profile, onset,
                    "Normalize timestamps in responses", behaviour={"errors": [rule]})  # fmt: skip
 
 
 def heal_error_after_deploy(state: State) -> None:
     roll_back(state, "error-after-deploy")
-    for profile in PROFILES.values():
-        name = f"visitors:{profile.worker}"
-        if "min_per_minute" in (conditions.load(state).get(name, (0, {}))[1]):
-            conditions.clear(state, name)
+    clear_visitor_floors(state)
 
 
 def apply_large_payload(state: State, options: dict[str, Any]) -> None:
