@@ -161,3 +161,31 @@ def test_cold_starts_that_put_the_p95_over_budget() -> None:
     )
     assert sr.diagnose(recent=_window(700, 1000), baseline=_window(800, 1600), checks=[],
                        latencies={}, probe_p95={}, cold=few, budget_ms=2000)[0] == "healthy"  # fmt: skip
+
+
+def test_a_cron_run_in_a_quiet_window_is_not_slowness_users_see() -> None:
+    # 02:00 UTC: the nightly pipeline's scheduled run took 79 s, and with 64 requests in the
+    # window it is the P99; every HTTP request was fast
+    events = logs.to_frame(
+        [{"eventTimestamp": 1_795_999_260_000, "wallTime": 78851, "outcome": "ok",
+          "event": {"cron": "0 2 * * *", "scheduledTime": 1_795_999_200_000}}]
+        + [{"eventTimestamp": 1_795_999_300_000 + i, "wallTime": 40, "outcome": "ok",
+            "event": {"request": {"url": "https://x/api/peptides", "method": "GET"},
+                      "response": {"status": 200}}} for i in range(5)]
+    )  # fmt: skip
+    slow = sr.slow_invocations(events, 2000, 15)
+    assert slow.requests == 0 and [ms for _, ms in slow.others] == [78851.0]
+    kw = dict(baseline=_window(800, 1600), checks=[], latencies={}, cold=sr.ColdStarts(64, 0, 1, 0, 0, 40),
+              budget_ms=2000, probe_p95={"GET /api/health": 20.0}, invocations=slow)  # fmt: skip
+    cause, evidence, _ = sr.diagnose(recent=_window(142, 78851, n=64), **kw)
+    assert cause == "healthy" and "not HTTP requests" in evidence[1] and "78851 ms" in evidence[1]
+    # a slow HTTP request, a slow P90, or a slow probe is still unexplained slowness
+    with_request = sr.SlowInvocations(1, slow.others, 15)
+    assert (
+        sr.diagnose(recent=_window(142, 78851, n=64), **{**kw, "invocations": with_request})[0]
+        == "unknown"
+    )
+    assert sr.diagnose(recent=_window(2500, 78851, n=64), **kw)[0] == "unknown"
+    assert (
+        sr.diagnose(recent=_window(142, 78851, n=64), **{**kw, "invocations": None})[0] == "unknown"
+    )

@@ -299,6 +299,38 @@ def route_p95(events: pd.DataFrame, n: int = 5) -> dict[str, float]:
     return {str(r): round(float(ms), 1) for r, ms in per.head(n).items()}
 
 
+@dataclass(frozen=True)
+class SlowInvocations:
+    """The invocations over budget in a stretch of Workers Logs: HTTP requests, and the
+    others (a cron trigger's run, a queue batch), which no user waits for."""
+
+    requests: int  # HTTP requests over budget
+    others: tuple[tuple[str, float], ...]  # (when, wall ms) of the rest over budget
+    minutes: int
+
+    def text(self) -> str:
+        worst = ", ".join(f"{at} UTC {ms:.0f} ms" for at, ms in self.others[:3])
+        return (
+            f"the window's slow tail is {len(self.others)} invocation(s) that are not HTTP "
+            f"requests (a cron trigger's or a queue consumer's run: {worst}); no HTTP request in "
+            f"the last {self.minutes} min of Workers Logs took over the budget"
+        )
+
+
+def slow_invocations(events: pd.DataFrame, budget_ms: float, minutes: int) -> SlowInvocations:
+    """Which invocations in `events` (Workers Logs) took over `budget_ms`."""
+    if events.empty:
+        return SlowInvocations(0, (), minutes)
+    slow = events[events["wall_ms"].fillna(0) > budget_ms]
+    request = slow["method"].notna() & slow["status"].notna()
+    others = slow[~request].sort_values("wall_ms", ascending=False)
+    return SlowInvocations(
+        int(request.sum()),
+        tuple((f"{pd.Timestamp(t):%H:%M}", float(ms)) for t, ms in zip(others["ts"], others["wall_ms"], strict=True)),
+        minutes,
+    )  # fmt: skip
+
+
 def slow_upstreams(latencies: dict[str, list[float]], budget_ms: float) -> bool:
     return any(v and max(v) > budget_ms for v in latencies.values())
 
@@ -314,8 +346,10 @@ def diagnose(
     cold: ColdStarts,
     budget_ms: float,
     seen_in: str = "during the probes",
+    invocations: SlowInvocations | None = None,
 ) -> tuple[str, list[str], str | None]:
-    """`seen_in`: where the upstream calls were seen (the probes' tail, or Workers Logs)."""
+    """`seen_in`: where the upstream calls were seen (the probes' tail, or Workers Logs).
+    `invocations`: the slow ones in Workers Logs, when the account has them."""
     slow = is_slow(recent, budget_ms)
     lat = (f"last window: {recent.requests} requests, P50 {recent.p50_ms:.0f} ms, P90 "
            f"{recent.p90_ms:.0f} ms, P99 {recent.p99_ms:.0f} ms (budget {budget_ms:.0f} ms)")  # fmt: skip
@@ -381,14 +415,24 @@ def diagnose(
             ],
             None,
         )
-    if slow:
+    probes = "probes (p95): " + ", ".join(f"{r} {ms:.0f} ms" for r, ms in probe_p95.items())
+    background = bool(
+        slow
+        and invocations is not None
+        and invocations.others
+        and not invocations.requests
+        and recent.p90_ms <= budget_ms
+        and all(ms <= budget_ms for ms in probe_p95.values())
+    )
+    if slow and not background:
         return ("unknown", [lat, "no missing index, slow upstream, payload growth or cold-start "
                             "pattern explains it"], "Look at the slowest routes in a tail.")  # fmt: skip
     return (
         "healthy",
-        [lat, "hot queries: no recommended index missing ("
+        [lat, *([invocations.text()] if background and invocations else []),
+         "hot queries: no recommended index missing ("
               + "; ".join(c.plan_text() for c in checks) + ")",
-         "probes (p95): " + ", ".join(f"{r} {ms:.0f} ms" for r, ms in probe_p95.items())],
+         probes],
         None,
     )  # fmt: skip
 
