@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -57,3 +59,15 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     except ImportError:
         return
     sandbox.stop(Path(state))
+
+
+@pytest.fixture
+def ctrl_c() -> Iterator[None]:
+    """SIGINT as in a terminal: KeyboardInterrupt here, the default in child processes.
+    A shell that starts the suite in the background (`cmd &` without job control) makes
+    every process ignore SIGINT, and Ctrl-C would then reach nothing."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)

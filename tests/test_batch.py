@@ -216,6 +216,7 @@ def test_checklist_batches_load_or_name_the_missing_runbook(name: str) -> None:
     assert f"No runbook named '{runbook}'" in str(err.value)
 
 
+@pytest.mark.usefixtures("ctrl_c")
 def test_ctrl_c_stops_the_batch_and_keeps_every_record(tmp_path: Path, outputs: Path) -> None:
     batch = write(
         tmp_path / "slow.yaml",

@@ -89,6 +89,7 @@ def test_timeout_fails_the_run_with_a_record() -> None:
     assert "timeout" in error["evalue"]
 
 
+@pytest.mark.usefixtures("ctrl_c")
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_interrupt_leaves_an_aborted_record(outputs: Path, sig: signal.Signals) -> None:
     proc = subprocess.Popen(
@@ -113,6 +114,7 @@ def test_interrupt_leaves_an_aborted_record(outputs: Path, sig: signal.Signals) 
     assert "aborted" in out
 
 
+@pytest.mark.usefixtures("ctrl_c")
 def test_aborted_api_raises_with_the_result(monkeypatch: pytest.MonkeyPatch) -> None:
     import threading
 

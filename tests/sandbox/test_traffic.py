@@ -34,7 +34,9 @@ def test_history_follows_versions(sandbox: sandbox_api.SandboxInfo) -> None:
             assert version in {v.id for v, _ in live[-1]}, (ts, starts)
     errors = sum(1 for r in rows if r[2] != "ok") / len(rows)
     assert errors < 0.01  # a healthy baseline, well under 1%
-    assert sum(r[3] for r in rows) > 0  # some cold starts after idle gaps
+    # no assertion on cold starts here: at 3-4 requests a minute or more, the daily curve
+    # leaves no 3-minute idle gap; test_slow_upstream_and_cold_start makes sparse traffic
+    # and checks that the requests after its gaps pay the isolate start
     assert any(r[4] == 401 for r in rows)  # normal 4xx
 
 
