@@ -189,3 +189,16 @@ def test_a_cron_run_in_a_quiet_window_is_not_slowness_users_see() -> None:
     assert (
         sr.diagnose(recent=_window(142, 78851, n=64), **{**kw, "invocations": None})[0] == "unknown"
     )
+
+
+def test_one_slow_call_of_a_healthy_upstream_is_its_tail_not_an_outage() -> None:
+    # the Anthropic API's median is about 850 ms: one probe's call at 2115 ms is its tail
+    tail = {"api.anthropic.com": [865.0, 1010.0, 2115.0]}
+    assert sr.slow_hosts(tail, 2000) == {} and not sr.slow_upstreams(tail, 2000)
+    kw = dict(baseline=_window(800, 1600), checks=[], probe_p95={"GET /manuscripts/:id/analysis": 2300.0},
+              cold=sr.ColdStarts(0, 0, 0, 0, 0, 0), budget_ms=2000)  # fmt: skip
+    assert sr.diagnose(recent=_window(900, 1900), latencies=tail, **kw)[0] == "healthy"
+    # the slow-upstream fault adds seconds to every call
+    outage = {"api.anthropic.com": [5200.0, 6900.0, 7400.0]}
+    cause, evidence, _ = sr.diagnose(recent=_window(900, 8000), latencies=outage, **kw)
+    assert cause == "slow-upstream" and "median 6900 ms" in evidence[0]
