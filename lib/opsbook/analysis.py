@@ -326,10 +326,10 @@ def sustained(
     length = (best[1] - best[0]) * step / pd.Timedelta(minutes=1)
     if length < minutes:
         return None
+    hot = span[above[best[0] : best[1]]]  # the run's minutes above the threshold
     return Sustained(
-        span.index[0], span.index[-1] + step, float(length), float(span[above[best[0] : best[1]]].max()),
-        float(span[above[best[0] : best[1]]].mean()),
-    )  # fmt: skip
+        span.index[0], span.index[-1] + step, float(length), float(hot.max()), float(hot.mean())
+    )
 
 
 @dataclass(frozen=True)

@@ -72,8 +72,9 @@ def storage_errors(errors: Counter[str]) -> tuple[Counter[str], Counter[str]]:
 
 def storage_undecided(errors: Counter[str]) -> bool:
     """Both D1 and R2 errors, and neither is most of the errors: more evidence is needed."""
-    d1, r2 = _storage_parts(errors)
-    return bool(d1) and bool(r2) and not any(storage_errors(errors))
+    total = sum(errors.values())
+    counts = [sum(part.values()) for part in _storage_parts(errors)]
+    return all(n > 0 and 2 * n <= total for n in counts)
 
 
 # ---- the error rate ----------------------------------------------------------------------

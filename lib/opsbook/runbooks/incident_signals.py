@@ -116,7 +116,7 @@ def onset(
     if tail_n < min_requests or tail_e / tail_n < min_rate:
         return None
     total_n, total_e = int(requests.sum()), int(errors.sum())
-    best: tuple[float, int] | None = None
+    best: tuple[float, Onset] | None = None
     before_n = before_e = 0
     for i in range(len(busy)):
         after_n, after_e = total_n - before_n, total_e - before_e
@@ -124,21 +124,10 @@ def onset(
         if after_n >= min_requests and after >= min_rate and (before_n == 0 or after > before):
             score = _loglik(before_e, before_n) + _loglik(after_e, after_n)
             if best is None or score > best[0]:
-                best = (score, i)
+                at = pd.Timestamp(busy.index[i])
+                best = (score, Onset(at, before, after, before_n, after_n))
         before_n, before_e = before_n + int(requests[i]), before_e + int(errors[i])
-    if best is None:
-        return None
-    start = pd.Timestamp(busy.index[best[1]])
-    after_part, before_part = frame[frame.index >= start], frame[frame.index < start]
-
-    def rate(part: pd.DataFrame) -> float:
-        n = int(part["requests"].sum())
-        return float(part["errors"].sum()) / n if n else 0.0
-
-    return Onset(
-        start, rate(before_part), rate(after_part), int(before_part["requests"].sum()),
-        int(after_part["requests"].sum()),
-    )  # fmt: skip
+    return best[1] if best else None
 
 
 def _loglik(errors: int, requests: int) -> float:

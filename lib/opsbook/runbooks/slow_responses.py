@@ -290,11 +290,16 @@ def upstream_latencies(events: pd.DataFrame, upstreams: dict[str, str]) -> dict[
     return out
 
 
+def _http(events: pd.DataFrame) -> pd.Series:
+    """Which invocations in `events` are HTTP requests (not a cron trigger or queue batch)."""
+    return events["status"].notna() & events["route"].notna()
+
+
 def route_p95(events: pd.DataFrame, n: int = 5) -> dict[str, float]:
     """Wall-time P95 (ms) per route of the fetch invocations in `events`, slowest first."""
     if events.empty:
         return {}
-    fetch = events[events["status"].notna() & events["route"].notna()]
+    fetch = events[_http(events)]
     per = fetch.groupby("route")["wall_ms"].quantile(0.95).sort_values(ascending=False)
     return {str(r): round(float(ms), 1) for r, ms in per.head(n).items()}
 
@@ -322,7 +327,7 @@ def slow_invocations(events: pd.DataFrame, budget_ms: float, minutes: int) -> Sl
     if events.empty:
         return SlowInvocations(0, (), minutes)
     slow = events[events["wall_ms"].fillna(0) > budget_ms]
-    request = slow["method"].notna() & slow["status"].notna()
+    request = _http(slow)
     others = slow[~request].sort_values("wall_ms", ascending=False)
     return SlowInvocations(
         int(request.sum()),

@@ -202,9 +202,10 @@ def keep_visitors(state: State, profile: Profile, per_minute: float, onset: date
 
 def clear_visitor_floors(state: State) -> None:
     """Back to the daily curve (a sparse-traffic condition such as cold-start stays)."""
+    active = conditions.load(state)
     for profile in PROFILES.values():
         name = f"visitors:{profile.worker}"
-        if "min_per_minute" in (conditions.load(state).get(name, (0, {}))[1]):
+        if "min_per_minute" in active.get(name, (0, {}))[1]:
             conditions.clear(state, name)
 
 
