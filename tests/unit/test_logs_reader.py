@@ -1,4 +1,5 @@
-"""clients.logs: wrangler's concatenated pretty JSON, NDJSON, and the Arrow fast path agree."""
+"""clients.logs: wrangler's concatenated pretty JSON, NDJSON, and the DuckDB/Arrow fast path
+for scalar columns agree."""
 
 from __future__ import annotations
 
@@ -96,8 +97,9 @@ def test_reference_values(tmp_path: Path) -> None:
     assert '[1,"a"] 2.5 null true' in mixed
 
 
-def test_arrow_fast_path_matches_python_path(tmp_path: Path) -> None:
-    path = write(make_events(500), tmp_path / "t.ndjson", pretty=False)
+@pytest.mark.parametrize("pretty", [False, True], ids=["ndjson", "wrangler-json"])
+def test_fast_path_matches_python_path(tmp_path: Path, pretty: bool) -> None:
+    path = write(make_events(500), tmp_path / "t.json", pretty=pretty)
     cols = ("ts", "script", "version", "method", "url", "path", "route", "status", "outcome",
             "wall_ms", "cpu_ms", "client_ip", "country", "colo")  # fmt: skip
     fast = logs.read_events(path, columns=cols)
@@ -143,19 +145,34 @@ def as_plain(df: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def test_arrow_blocks_mixed_types_and_late_lists(
+def count_batches(monkeypatch: pytest.MonkeyPatch, rows: int) -> list[int]:
+    """Batches of `rows` rows; returns the list that records each batch's size."""
+    sizes: list[int] = []
+    reduce = logs._table_columns
+
+    def counted(table: Any, cols: Any) -> dict[str, Any]:
+        sizes.append(table.num_rows)
+        return reduce(table, cols)
+
+    monkeypatch.setattr(logs, "_BATCH_ROWS", rows)
+    monkeypatch.setattr(logs, "_table_columns", counted)
+    return sizes
+
+
+def test_batches_mixed_types_and_late_lists(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Small blocks (lines cut at every boundary): log messages mixing strings, numbers,
-    objects, arrays, null and booleans, lists empty for the first rows and filled later."""
+    """Small batches: log messages mixing strings, numbers, objects, arrays, null and
+    booleans, lists empty for the first rows and filled later."""
     events = make_events(400)
     for i, e in enumerate(events[200:]):
         e["logs"].append({"message": [{"a": [1, {"b": None}]}, "x", 3, False], "level": "warn"})
         e["exceptions"] = e["exceptions"] or ([{"name": "Error", "message": "m"}] if i % 9 else [])
     events[250]["event"]["request"]["url"] = "https://api.example.com/manuscripts/12?q=/a/b#f"
     path = write(events, tmp_path / "t.ndjson", pretty=False)
-    monkeypatch.setattr(logs, "_BLOCK", 1500)
+    sizes = count_batches(monkeypatch, 37)
     fast = logs.read_events(path, columns=FAST_COLS)
+    assert len(sizes) > 5 and sum(sizes) == 400
     slow = logs.read_events(path)[list(FAST_COLS)]
     pd.testing.assert_frame_equal(as_plain(fast), as_plain(slow), check_dtype=False)
     assert fast["path"].iloc[250] == "/manuscripts/12"
@@ -164,7 +181,7 @@ def test_arrow_blocks_mixed_types_and_late_lists(
     assert '{"a":[1,{"b":null}]} x 3 false' in logs.read_events(path)["logs"].iloc[399]
 
 
-def test_arrow_path_queue_cron_and_odd_urls(tmp_path: Path) -> None:
+def test_fast_path_queue_cron_and_odd_urls(tmp_path: Path) -> None:
     base = make_events(40)
     base[3]["event"] = {"queue": "manuscript-analysis-queue", "batchSize": 1}
     base[4]["event"] = {"cron": "0 2 * * *", "scheduledTime": 2}
@@ -190,13 +207,14 @@ def test_arrow_path_queue_cron_and_odd_urls(tmp_path: Path) -> None:
     assert list(only_route["route"].astype("str")) == list(fast["route"].astype("str"))
 
 
-def test_arrow_path_slugs_across_blocks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_slugs_across_batches(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     events = make_events(60)
     for i, e in enumerate(events):
         e["event"]["request"]["url"] = f"https://h.example/api/peptides/p-{'abcdefghij'[i % 10]}"
     path = write(events, tmp_path / "t.ndjson", pretty=False)
-    monkeypatch.setattr(logs, "_BLOCK", 700)  # each slug value alone in its own blocks
+    sizes = count_batches(monkeypatch, 1)  # each slug value alone in its own batches
     fast = logs.read_events(path, columns=("route",))
+    assert sizes == [1] * 60
     assert set(fast["route"].astype("str")) == {"GET /api/peptides/:slug"}
     assert set(logs.read_events(path)["route"]) == {"GET /api/peptides/:slug"}
 
@@ -205,7 +223,7 @@ def test_arrow_path_slugs_across_blocks(tmp_path: Path, monkeypatch: pytest.Monk
     ("hosts", "bare"),
     [(("api.example.com",), False), (("api.example.com",), True), (("a.example", "b:8787"), False)],
 )
-def test_arrow_path_plain_urls_one_or_many_hosts(
+def test_fast_path_plain_urls_one_or_many_hosts(
     tmp_path: Path, hosts: tuple[str, ...], bare: bool
 ) -> None:
     """One host behind the Worker (ids collapsed after the common prefix), a bare host among
@@ -224,9 +242,21 @@ def test_arrow_path_plain_urls_one_or_many_hosts(
 
 def test_a_field_of_the_wrong_json_type_is_a_clear_error(tmp_path: Path) -> None:
     events = make_events(10)
-    events[3]["event"]["response"]["status"] = "200"
+    events[2]["event"]["response"]["status"] = "502"  # a number in a string reads as it
+    events[3]["event"]["response"]["status"] = "OK"
     path = write(events, tmp_path / "t.ndjson", pretty=False)
     with pytest.raises(
-        ValueError, match=r"t\.ndjson does not read as Workers trace events.*status"
+        ValueError, match=r"t\.ndjson does not read as Workers trace events: line 4.*status"
     ):
         logs.read_events(path, columns=("route", "status"))
+    del events[3]
+    path = write(events, tmp_path / "t.ndjson", pretty=False)
+    assert logs.read_events(path, columns=("status",))["status"].iloc[2] == 502
+
+
+def test_missing_and_empty_files(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="no such log file"):
+        logs.read_events(tmp_path / "nope.ndjson", columns=("status",))
+    (tmp_path / "empty.ndjson").write_text("", encoding="utf-8")
+    empty = logs.read_events(tmp_path / "empty.ndjson", columns=("ts", "route", "status"))
+    assert list(empty.columns) == ["ts", "route", "status"] and len(empty) == 0

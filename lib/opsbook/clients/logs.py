@@ -8,12 +8,13 @@ Every source gives the same columns (COLUMNS):
 
 - `tail(...)` opens a tail session (POST .../tails), reads the websocket (subprotocol
   trace-v1) for N seconds, and deletes the session.
-- `read_events(path)` reads a file. wrangler's json format is concatenated, 4-space
-  indented JSON documents (not NDJSON); it is stream-parsed with JSONDecoder.raw_decode.
-  NDJSON asked only for the scalar columns goes through pyarrow's JSON reader, 2 MB blocks
-  on a thread pool, with an explicit schema of only the fields those columns need (never
+- `read_events(path)` reads a file: wrangler's json format (concatenated, 4-space indented
+  JSON documents, not NDJSON) or NDJSON. Asked only for scalar columns, it goes through
+  DuckDB's JSON reader with explicit types for only the fields those columns need (never
   inference: log messages mix strings, numbers, objects and arrays, and lists are empty in
-  early rows); routes come out as codes, with strings only for the distinct routes.
+  early rows), in Arrow batches reduced as they arrive; routes come out as codes, with
+  strings only for the distinct routes. The text columns (logs, exceptions, tokens_used)
+  are built in Python from a stream parse (JSONDecoder.raw_decode).
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pandas as pd
 
 COLUMNS = (
@@ -173,26 +173,17 @@ def read_events(path: Path | str, columns: Sequence[str] | None = None) -> pd.Da
     unknown = set(cols) - set(COLUMNS)
     if unknown:
         raise ValueError(f"unknown columns {sorted(unknown)}; known: {', '.join(COLUMNS)}")
-    if not (set(cols) & _PYTHON_ONLY) and _is_ndjson(path):
-        import pyarrow as pa
-
-        try:
-            return _finish(_arrow_ndjson(path, cols), cols)
-        except pa.ArrowInvalid as exc:
-            raise ValueError(
-                f"{path} does not read as Workers trace events: {exc}. Each field must keep "
-                "the JSON type Cloudflare sends (numbers for eventTimestamp, wallTime and "
-                "the response status)."
-            ) from None
+    if not (set(cols) & _PYTHON_ONLY):
+        return _finish(_scalar_columns(path, cols), cols)
     frame = pd.DataFrame(
         [row_of(e) for e in iter_concatenated(path)], columns=[c for c in COLUMNS if c != "route"]
     )
     return _finish(frame, cols)
 
 
-# ---- NDJSON through Arrow ----------------------------------------------------------------
+# ---- scalar columns through DuckDB's JSON reader and Arrow -------------------------------
 # The JSON fields behind each scalar column (keys from the top of a TraceItem), the type to
-# parse them as (string unless listed), and the bytes of NDJSON parsed per task.
+# parse them as (string unless listed).
 _REQ = ("event", "request")
 _FIELDS: dict[str, tuple[tuple[str, ...], ...]] = {
     "ts": (("eventTimestamp",),),
@@ -211,12 +202,16 @@ _FIELDS: dict[str, tuple[tuple[str, ...], ...]] = {
 }
 _FIELDS["route"] = _FIELDS["method"] + _FIELDS["path"]
 _NUMERIC = {
-    "eventTimestamp": "int64",
-    "wallTime": "float64",
-    "cpuTime": "float64",
-    "status": "int64",
+    "eventTimestamp": "BIGINT",
+    "wallTime": "DOUBLE",
+    "cpuTime": "DOUBLE",
+    "status": "BIGINT",
 }
-_BLOCK = 2 << 20  # smaller costs more calls, larger more memory in flight
+_BATCH_ROWS = 1 << 14  # rows per Arrow batch, reduced to compact columns as it arrives
+# DuckDB's JSON reader holds 32 MB buffers per thread: threads and memory kept in step
+_READER_THREADS = 4  # at most
+_READER_MEMORY_PER_THREAD_MB = 64
+_READER_FLUSH = "16MB"  # freed memory DuckDB's allocator may keep cached
 # a URL whose path is plain: scheme://host[/path], no query or fragment
 _PLAIN_URL = r"^[a-z]+://[^/?#]*(?:/[^?#]*)?$"
 # scheme://host followed by a path, a query or nothing (the host holds no `?` or `#`)
@@ -224,11 +219,9 @@ _SOUND_URL = r"^[a-z]+://[^/?#]*(?:[/?#]|$)"
 _NOT_A_URL = "\x00"  # marks a route key that is a path already (queue, cron, odd URLs)
 
 
-def _schema(cols: Sequence[str]) -> Any:
-    """The explicit Arrow schema of only the fields `cols` need (nothing is inferred: log
-    messages mix types and lists start empty, and unread fields are skipped)."""
-    import pyarrow as pa
-
+def _columns_sql(cols: Sequence[str]) -> str:
+    """read_json's `columns` for only the fields `cols` need, as nested STRUCTs. Nothing is
+    inferred (log messages mix types and lists start empty), and other fields are skipped."""
     tree: dict[str, Any] = {}
     for col in cols:
         for path in _FIELDS[col]:
@@ -237,71 +230,63 @@ def _schema(cols: Sequence[str]) -> Any:
                 node = node.setdefault(key, {})
             node[path[-1]] = None
 
-    def fields(node: dict[str, Any]) -> list[Any]:
-        return [
-            pa.field(
-                k,
-                pa.struct(fields(v))
-                if v is not None
-                else pa.type_for_alias(_NUMERIC.get(k, "string")),
-            )
-            for k, v in node.items()
-        ]
+    def sql_type(key: str, node: dict[str, Any] | None) -> str:
+        if node is None:
+            return _NUMERIC.get(key, "VARCHAR")
+        return "STRUCT(" + ", ".join(f'"{k}" {sql_type(k, v)}' for k, v in node.items()) + ")"
 
-    return pa.schema(fields(tree))
+    return "{" + ", ".join(f"'{k}': '{sql_type(k, v)}'" for k, v in tree.items()) + "}"
 
 
-def _ndjson_blocks(path: Path | str, size: int, buffers: int) -> Iterator[memoryview]:
-    """The file in pieces of about `size` bytes, each ending at a line end: views into
-    `buffers` bytearrays used in turn (a view stays valid while `buffers - 1` more are
-    handed out), so reading allocates nothing per block."""
-    pool = [bytearray(0) for _ in range(buffers)]
-    carry = b""
-    turn = 0
-    with open(path, "rb", buffering=0) as fh:
-        while True:
-            slot = turn % buffers
-            turn += 1
-            if len(pool[slot]) < len(carry) + size:
-                pool[slot] = bytearray(len(carry) + size)
-            buf = pool[slot]
-            view = memoryview(buf)
-            view[: len(carry)] = carry
-            got = fh.readinto(view[len(carry) : len(carry) + size])
-            end = len(carry) + got
-            if not got:
-                if carry.strip():
-                    yield view[:end]
-                return
-            cut = buf.rfind(b"\n", 0, end) + 1
-            carry = bytes(view[cut:end])  # a line cut by the block end (or a longer one)
-            if cut:
-                yield view[:cut]
-
-
-def _arrow_ndjson(path: Path | str, cols: Sequence[str]) -> pd.DataFrame:
-    """NDJSON -> the scalar columns `cols`: blocks parsed and reduced in parallel (pyarrow
-    releases the GIL), so memory holds a few blocks plus the compact result columns."""
+def _scalar_columns(path: Path | str, cols: Sequence[str]) -> pd.DataFrame:
+    """A file of TraceItems (NDJSON or wrangler's concatenated JSON) -> the scalar columns
+    `cols`. DuckDB parses only the needed fields on its own threads and hands over Arrow
+    batches, each reduced to compact columns on arrival (routes as dictionary codes), so
+    memory holds a few batches plus the result."""
     import os
-    from collections import deque
-    from concurrent.futures import Future, ThreadPoolExecutor
 
+    import duckdb
     import pyarrow as pa
 
     from ..analysis import route_categorical
 
-    schema = _schema(cols)
-    workers = max(1, min(os.cpu_count() or 1, 8))
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"no such log file: {path}")
+    fmt = "newline_delimited" if _is_ndjson(path) else "unstructured"
+    threads = max(1, min(os.cpu_count() or 1, _READER_THREADS))
+    con = duckdb.connect(
+        config={
+            "threads": threads,
+            "memory_limit": f"{_READER_MEMORY_PER_THREAD_MB * threads}MB",
+            "allocator_flush_threshold": _READER_FLUSH,
+        }
+    )
     parts: list[dict[str, Any]] = []
-    with ThreadPoolExecutor(workers, thread_name_prefix="ndjson") as pool:
-        pending: deque[Future[dict[str, Any]]] = deque()
-        for block in _ndjson_blocks(path, _BLOCK, workers + 2):
-            pending.append(pool.submit(_block_columns, block, schema, cols))
-            while len(pending) > workers:
-                parts.append(pending.popleft().result())
-        parts.extend(f.result() for f in pending)
-    parts = [p for p in parts if p]
-    pa.default_memory_pool().release_unused()  # the parsers' scratch memory
+    try:
+        rel = con.sql(
+            f"SELECT * FROM read_json($path, format='{fmt}', columns={_columns_sql(cols)})",
+            params={"path": str(path)},
+        )
+        pool = pa.default_memory_pool()
+        for batch in rel.to_arrow_reader(_BATCH_ROWS):
+            if batch.num_rows:
+                parts.append(_table_columns(pa.Table.from_batches([batch]), cols))
+                pool.release_unused()  # the reduction's scratch, before the next batch
+    except (
+        duckdb.InvalidInputException,
+        duckdb.ConversionException,
+        pa.ArrowInvalid,
+        OSError,
+    ) as exc:
+        # errors met while streaming come through Arrow's reader as OSError
+        if "Out of Memory" in str(exc):
+            raise MemoryError(
+                f"reading {path} needed more than the reader's "
+                f"{_READER_MEMORY_PER_THREAD_MB * threads} MB: {str(exc).splitlines()[0]}"
+            ) from None
+        raise ValueError(_unreadable(path, exc)) from None
+    finally:
+        con.close()
     if not parts:
         return to_frame([])
     frame: dict[str, Any] = {}
@@ -314,27 +299,39 @@ def _arrow_ndjson(path: Path | str, cols: Sequence[str]) -> pd.DataFrame:
         del chunks
         if col == "outcome":
             array = array.unify_dictionaries()
-        mapper = {pa.int64(): pd.Int64Dtype()}.get if col == "status" else None
+        mapper = {pa.int32(): pd.Int64Dtype()}.get if col == "status" else None
         frame[col] = array.to_pandas(types_mapper=mapper)
         del array
     return pd.DataFrame(frame)
 
 
-def _block_columns(block: memoryview, schema: Any, cols: Sequence[str]) -> dict[str, Any]:
-    """One block of NDJSON -> the requested columns as pyarrow arrays (route: dictionary
-    encoded "METHOD /path" with ids collapsed, whose strings exist per distinct route)."""
+def _unreadable(path: Path | str, exc: Exception) -> str:
+    """DuckDB's reading error as one line that names the file, the line and what to check."""
+    import re
+
+    detail = str(exc).split("\n", 1)[0]
+    for where in (f' in file "{path}",', f' in file "{path}"'):
+        detail = detail.replace(where, "")
+    detail = re.sub(r"^(?:[A-Za-z ]+ Error: )?(?:JSON transform error in )?", "", detail)
+    detail = detail.rstrip(". ")
+    if "Malformed JSON" in detail:
+        hint = "The file must hold whole JSON objects: NDJSON, or `wrangler tail --format json`."
+    else:
+        hint = (
+            "Each field must keep the JSON type Cloudflare sends (numbers for eventTimestamp, "
+            "wallTime and the response status)."
+        )
+    return f"{path} does not read as Workers trace events: {detail}. {hint}"
+
+
+def _table_columns(table: Any, cols: Sequence[str]) -> dict[str, Any]:
+    """One Arrow batch of parsed fields -> the requested columns as pyarrow arrays (route:
+    dictionary encoded "METHOD /path" with ids collapsed, whose strings exist per distinct
+    route)."""
     import pyarrow as pa
     import pyarrow.compute as pc
-    import pyarrow.json as pj
 
-    table = pj.read_json(
-        pa.BufferReader(pa.py_buffer(block)),
-        read_options=pj.ReadOptions(use_threads=False, block_size=len(block) + 1),
-        parse_options=pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore"),
-    )
     n = table.num_rows
-    if n == 0:
-        return {}
 
     def field(path: tuple[str, ...]) -> Any:
         array = table.column(path[0]).combine_chunks()
@@ -365,6 +362,8 @@ def _block_columns(block: memoryview, schema: Any, cols: Sequence[str]) -> dict[
             out[col] = _routes(method, path[0], path[1])
         elif col == "outcome":
             out[col] = pc.dictionary_encode(first(col))
+        elif col == "status":  # HTTP status codes: half the memory until the frame is built
+            out[col] = pc.cast(first(col), pa.int32())
         else:
             out[col] = first(col)
     return out
@@ -526,6 +525,7 @@ def tail_events(
     filters: list[dict[str, Any]] | None = None,
     max_events: int | None = None,
 ) -> list[dict[str, Any]]:
+    import httpx
     from websockets.exceptions import ConnectionClosed
     from websockets.sync.client import connect
 
