@@ -260,3 +260,16 @@ def test_missing_and_empty_files(tmp_path: Path) -> None:
     (tmp_path / "empty.ndjson").write_text("", encoding="utf-8")
     empty = logs.read_events(tmp_path / "empty.ndjson", columns=("ts", "route", "status"))
     assert list(empty.columns) == ["ts", "route", "status"] and len(empty) == 0
+
+
+def test_a_name_that_looks_like_a_glob_reads_only_that_file(tmp_path: Path) -> None:
+    events = make_events(5)
+    for name, n in (
+        ("tail*.ndjson", 5),
+        ("tail-a.ndjson", 2),
+        ("tail[1].json", 3),
+        ("tail1.json", 4),
+    ):
+        write(events[:n], tmp_path / name, pretty=name.endswith(".json"))
+    for name, n in (("tail*.ndjson", 5), ("tail[1].json", 3)):
+        assert len(logs.read_events(tmp_path / name, columns=("ts", "route"))) == n

@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -254,35 +255,37 @@ def _scalar_columns(path: Path | str, cols: Sequence[str]) -> pd.DataFrame:
         raise FileNotFoundError(f"no such log file: {path}")
     fmt = "newline_delimited" if _is_ndjson(path) else "unstructured"
     threads = max(1, min(os.cpu_count() or 1, _READER_THREADS))
+    limit_mb = _READER_MEMORY_PER_THREAD_MB * threads
     con = duckdb.connect(
         config={
             "threads": threads,
-            "memory_limit": f"{_READER_MEMORY_PER_THREAD_MB * threads}MB",
+            "memory_limit": f"{limit_mb}MB",
             "allocator_flush_threshold": _READER_FLUSH,
         }
     )
     parts: list[dict[str, Any]] = []
     try:
-        rel = con.sql(
-            f"SELECT * FROM read_json($path, format='{fmt}', columns={_columns_sql(cols)})",
-            params={"path": str(path)},
-        )
-        pool = pa.default_memory_pool()
-        for batch in rel.to_arrow_reader(_BATCH_ROWS):
-            if batch.num_rows:
-                parts.append(_table_columns(pa.Table.from_batches([batch]), cols))
-                pool.release_unused()  # the reduction's scratch, before the next batch
+        with _literal_path(path) as source:
+            rel = con.sql(
+                f"SELECT * FROM read_json($path, format='{fmt}', columns={_columns_sql(cols)})",
+                params={"path": source},
+            )
+            pool = pa.default_memory_pool()
+            for batch in rel.to_arrow_reader(_BATCH_ROWS):
+                if batch.num_rows:
+                    parts.append(_table_columns(pa.Table.from_batches([batch]), cols))
+                    pool.release_unused()  # the reduction's scratch, before the next batch
     except (
         duckdb.InvalidInputException,
         duckdb.ConversionException,
+        duckdb.OutOfMemoryException,
         pa.ArrowInvalid,
-        OSError,
+        OSError,  # errors met while streaming come through Arrow's reader as OSError
     ) as exc:
-        # errors met while streaming come through Arrow's reader as OSError
         if "Out of Memory" in str(exc):
             raise MemoryError(
-                f"reading {path} needed more than the reader's "
-                f"{_READER_MEMORY_PER_THREAD_MB * threads} MB: {str(exc).splitlines()[0]}"
+                f"reading {path} needed more than the reader's {limit_mb} MB: "
+                f"{str(exc).splitlines()[0]}"
             ) from None
         raise ValueError(_unreadable(path, exc)) from None
     finally:
@@ -303,6 +306,23 @@ def _scalar_columns(path: Path | str, cols: Sequence[str]) -> pd.DataFrame:
         frame[col] = array.to_pandas(types_mapper=mapper)
         del array
     return pd.DataFrame(frame)
+
+
+@contextmanager
+def _literal_path(path: Path | str) -> Iterator[str]:
+    """`path` as DuckDB should read it: DuckDB expands `*`, `?`, `[` and `{` as a glob, so a
+    name holding one is read through a plainly named link to the same file."""
+    import os
+    import tempfile
+
+    name = os.path.abspath(path)
+    if not any(ch in name for ch in "*?[]{}"):
+        yield name
+        return
+    with tempfile.TemporaryDirectory(prefix="opsbook-logs-") as tmp:
+        link = os.path.join(tmp, "events" + "".join(Path(path).suffixes[-1:]))
+        os.symlink(name, link)
+        yield link
 
 
 def _unreadable(path: Path | str, exc: Exception) -> str:
