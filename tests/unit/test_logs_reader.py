@@ -148,14 +148,14 @@ def as_plain(df: pd.DataFrame) -> pd.DataFrame:
 def count_batches(monkeypatch: pytest.MonkeyPatch, rows: int) -> list[int]:
     """Batches of `rows` rows; returns the list that records each batch's size."""
     sizes: list[int] = []
-    reduce = logs._table_columns
+    reduce = logs._batch_columns
 
-    def counted(table: Any, cols: Any) -> dict[str, Any]:
-        sizes.append(table.num_rows)
-        return reduce(table, cols)
+    def counted(batch: Any, cols: Any) -> dict[str, Any]:
+        sizes.append(batch.num_rows)
+        return reduce(batch, cols)
 
     monkeypatch.setattr(logs, "_BATCH_ROWS", rows)
-    monkeypatch.setattr(logs, "_table_columns", counted)
+    monkeypatch.setattr(logs, "_batch_columns", counted)
     return sizes
 
 

@@ -273,7 +273,7 @@ def _scalar_columns(path: Path | str, cols: Sequence[str]) -> pd.DataFrame:
             pool = pa.default_memory_pool()
             for batch in rel.to_arrow_reader(_BATCH_ROWS):
                 if batch.num_rows:
-                    parts.append(_table_columns(pa.Table.from_batches([batch]), cols))
+                    parts.append(_batch_columns(batch, cols))
                     pool.release_unused()  # the reduction's scratch, before the next batch
     except (
         duckdb.InvalidInputException,
@@ -344,17 +344,18 @@ def _unreadable(path: Path | str, exc: Exception) -> str:
     return f"{path} does not read as Workers trace events: {detail}. {hint}"
 
 
-def _table_columns(table: Any, cols: Sequence[str]) -> dict[str, Any]:
-    """One Arrow batch of parsed fields -> the requested columns as pyarrow arrays (route:
-    dictionary encoded "METHOD /path" with ids collapsed, whose strings exist per distinct
-    route)."""
+def _batch_columns(batch: Any, cols: Sequence[str]) -> dict[str, Any]:
+    """One Arrow record batch of parsed fields -> the requested columns as pyarrow arrays
+    (route: dictionary encoded "METHOD /path" with ids collapsed, whose strings exist per
+    distinct route). The results are copies: a view would hold DuckDB's whole exported
+    batch alive, every field of it."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    n = table.num_rows
+    n = batch.num_rows
 
     def field(path: tuple[str, ...]) -> Any:
-        array = table.column(path[0]).combine_chunks()
+        array = batch.column(path[0])
         for key in path[1:]:
             array = pc.struct_field(array, key)
         return array
@@ -386,7 +387,7 @@ def _table_columns(table: Any, cols: Sequence[str]) -> dict[str, Any]:
             out[col] = pc.cast(first(col), pa.int32())
         else:
             out[col] = first(col)
-    return out
+    return {col: pa.concat_arrays([array]) for col, array in out.items()}
 
 
 def _method(field: Any, n: int) -> Any:
