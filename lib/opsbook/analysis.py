@@ -168,15 +168,6 @@ def route_column(method: pd.Series, path: pd.Series) -> pd.Series:
     return method.fillna("").astype("str") + " " + collapse_paths(path)
 
 
-def route_arrow(method: Any, path: Any, ids_done: bool = False) -> Any:
-    """The same as route_column over pyarrow arrays; a dictionary-encoded result."""
-    import pyarrow.compute as pc
-
-    collapsed = collapse_paths_arrow(path, ids_done).cast("string")
-    joined = pc.binary_join_element_wise(pc.fill_null(method, ""), collapsed, " ")
-    return pc.dictionary_encode(joined)
-
-
 def _errors(df: pd.DataFrame) -> pd.Series:
     import numpy as np
 
